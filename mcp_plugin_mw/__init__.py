@@ -1,0 +1,53 @@
+"""Drop-in ASGI and WSGI middleware that runs a plugin pipeline on MCP and HTTP traffic."""
+
+from .config import ConfigError
+from .manager import PluginManager
+from .models import (
+    Category,
+    Config,
+    Flow,
+    GlobalContext,
+    HookType,
+    HttpPostRequestPayload,
+    HttpPreRequestPayload,
+    PluginConfig,
+    PluginContext,
+    PluginError,
+    PluginMode,
+    PluginResult,
+    PluginViolation,
+    PromptPosthookPayload,
+    PromptPrehookPayload,
+    ResourcePostFetchPayload,
+    ResourcePreFetchPayload,
+    ToolPostInvokePayload,
+    ToolPreInvokePayload,
+)
+from .plugin import Plugin
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Category",
+    "Config",
+    "ConfigError",
+    "Flow",
+    "GlobalContext",
+    "HookType",
+    "HttpPostRequestPayload",
+    "HttpPreRequestPayload",
+    "Plugin",
+    "PluginConfig",
+    "PluginContext",
+    "PluginError",
+    "PluginManager",
+    "PluginMode",
+    "PluginResult",
+    "PluginViolation",
+    "PromptPosthookPayload",
+    "PromptPrehookPayload",
+    "ResourcePostFetchPayload",
+    "ResourcePreFetchPayload",
+    "ToolPostInvokePayload",
+    "ToolPreInvokePayload",
+]

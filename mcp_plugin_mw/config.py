@@ -1,0 +1,268 @@
+"""
+Configuration loading
+=====================
+
+Turns a YAML file, a mapping or a :class:`~mcp_plugin_mw.models.Config`
+into a validated ``Config``:
+
+* ``${VAR}`` and ``${VAR:-default}`` are expanded in every string value
+  (``$${`` stands for a literal ``${``); a variable that is unset and has no
+  default is an error naming it.
+* ``MCP_PLUGIN_MW_*`` environment variables override ``plugin_settings``:
+  ``ENABLED``, ``PLUGIN_TIMEOUT``, ``MAX_BODY_BYTES``, ``EXCLUDED_URLS``
+  (comma-separated), ``DISABLED_PLUGINS`` (comma-separated names, ``*`` for
+  all) and ``LOG_LEVEL``; ``CONFIG`` names the file when none is given.
+  Precedence: explicit settings > environment > file > defaults.
+* Every problem is reported at once, each with its place
+  (``plugins[2].mode: ...``, or ``MCP_PLUGIN_MW_PLUGIN_TIMEOUT: ...``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .models import Config, PluginMode
+
+__all__ = ["ENV_PREFIX", "ConfigError", "load_config"]
+
+ENV_PREFIX = "MCP_PLUGIN_MW_"
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | Config | None
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# Environment variable suffix -> plugin_settings key. Values stay text and are
+# converted by the settings model, so a bad one is reported like a bad file.
+_ENV_SETTINGS = {
+    "ENABLED": "enabled",
+    "PLUGIN_TIMEOUT": "plugin_timeout",
+    "MAX_BODY_BYTES": "max_body_bytes",
+    "EXCLUDED_URLS": "excluded_urls",
+    "LOG_LEVEL": "log_level",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with every problem found.
+
+    :param problems: one line per problem, each starting with where it is.
+    :param source: the file or object the configuration came from.
+    """
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"invalid plugin configuration{where} ({count}):\n{lines}")
+
+
+def load_config(
+    source: ConfigSource = None,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate a configuration.
+
+    :param source: a YAML path, a mapping of the YAML's shape, a ``Config``,
+        or None to read the file named by ``MCP_PLUGIN_MW_CONFIG`` (and with
+        no such variable, an empty configuration).
+    :param settings: ``plugin_settings`` keys that override everything else.
+    :param environ: the environment to read; ``os.environ`` by default.
+    :raises ConfigError: listing every problem found.
+    """
+    env = os.environ if environ is None else environ
+    label: str | None = None
+    if source is None and env.get(ENV_PREFIX + "CONFIG"):
+        source = env[ENV_PREFIX + "CONFIG"]
+    if isinstance(source, Config):
+        raw: dict[str, Any] = source.model_dump(mode="json", exclude_unset=True)
+        label = "Config object"
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+        label = "mapping"
+    elif source is None:
+        raw = {}
+    else:
+        label = os.fspath(source)
+        raw = _read_yaml(Path(label))
+
+    problems: list[str] = []
+    raw = _expand(raw, "", env, problems)
+    if not isinstance(raw, dict):
+        raise ConfigError(["<top>: expected a mapping with 'plugins' and 'plugin_settings'"], label)
+    origins = _apply_environment(raw, env, settings or {}, problems)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_describe(error, origins) for error in exc.errors())
+        raise ConfigError(problems, label) from None
+    problems.extend(_check_semantics(config))
+    disabled = _split_list(env.get(ENV_PREFIX + "DISABLED_PLUGINS", ""))
+    config = _disable(config, disabled, problems)
+    if problems:
+        raise ConfigError(problems, label)
+    if config.plugin_settings.log_level:
+        logging.getLogger("mcp_plugin_mw").setLevel(config.plugin_settings.log_level.upper())
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"], str(path)) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: YAML syntax error: {problem}"], str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top, got {type(data).__name__}"], str(path))
+    return data
+
+
+def _expand(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    """Expand ``${VAR}`` in every string inside ``value``."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<top>'}: environment variable {name} is not set and has no default")
+            return ""
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, dict):
+        return {key: _expand(item, _join(path, key), env, problems) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, f"{path}[{index}]", env, problems) for index, item in enumerate(value)]
+    return value
+
+
+def _apply_environment(
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    settings: Mapping[str, Any],
+    problems: list[str],
+) -> dict[str, str]:
+    """Layer env and explicit settings over ``plugin_settings``.
+
+    Returns where each overridden key came from, for error messages.
+    """
+    section = raw.get("plugin_settings")
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        return {}
+    section = dict(section)
+    origins: dict[str, str] = {}
+    for suffix, key in _ENV_SETTINGS.items():
+        text = env.get(ENV_PREFIX + suffix, "").strip()
+        if text:
+            section[key] = _split_list(text) if key == "excluded_urls" else text
+            origins[key] = ENV_PREFIX + suffix
+    for key, value in settings.items():
+        section[key] = value
+        origins[key] = f"setting {key!r}"
+    raw["plugin_settings"] = section
+    return origins
+
+
+def _check_semantics(config: Config) -> list[str]:
+    """Problems pydantic's field types cannot see."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for index, plugin in enumerate(config.plugins):
+        where = f"plugins[{index}]"
+        if plugin.name in seen:
+            problems.append(f"{where}.name: duplicate name {plugin.name!r} (also plugins[{seen[plugin.name]}])")
+        seen.setdefault(plugin.name, index)
+        if plugin.hooks is not None and not plugin.hooks:
+            problems.append(f"{where}.hooks: empty list; omit it to use the hooks the class implements")
+        for c_index, condition in enumerate(plugin.conditions):
+            for p_index, pattern in enumerate(condition.user_patterns or ()):
+                problems.extend(_check_regex(pattern, f"{where}.conditions[{c_index}].user_patterns[{p_index}]"))
+    for index, pattern in enumerate(config.plugin_settings.excluded_urls):
+        problems.extend(_check_regex(pattern, f"plugin_settings.excluded_urls[{index}]"))
+    level = config.plugin_settings.log_level
+    if level is not None and level.upper() not in logging.getLevelNamesMapping():
+        problems.append(f"plugin_settings.log_level: unknown level {level!r}")
+    return problems
+
+
+def _check_regex(pattern: str, where: str) -> list[str]:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return [f"{where}: invalid regular expression {pattern!r}: {exc}"]
+    return []
+
+
+def _disable(config: Config, names: list[str], problems: list[str]) -> Config:
+    """Apply ``MCP_PLUGIN_MW_DISABLED_PLUGINS``."""
+    if not names:
+        return config
+    known = {plugin.name for plugin in config.plugins}
+    everything = "*" in names
+    for name in names:
+        if name != "*" and name not in known:
+            problems.append(f"{ENV_PREFIX}DISABLED_PLUGINS: no plugin named {name!r}")
+    plugins = [
+        plugin.model_copy(update={"mode": PluginMode.DISABLED}) if everything or plugin.name in names else plugin
+        for plugin in config.plugins
+    ]
+    return config.model_copy(update={"plugins": plugins})
+
+
+def _describe(error: Any, origins: Mapping[str, str]) -> str:
+    loc = tuple(error["loc"])
+    if len(loc) >= 2 and loc[0] == "plugin_settings" and loc[1] in origins:
+        where = f"{origins[loc[1]]} (plugin_settings.{loc[1]})"
+    else:
+        where = format_location(loc)
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return f"{where}: {message}"
+
+
+def format_location(loc: tuple[Any, ...]) -> str:
+    """``("plugins", 2, "mode")`` -> ``"plugins[2].mode"``."""
+    path = ""
+    for part in loc:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+    return path or "<top>"
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _split_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]

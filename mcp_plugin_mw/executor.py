@@ -1,0 +1,435 @@
+"""
+The plugin pipeline
+===================
+
+Runs the plugins subscribed to a hook, in order, on one payload:
+
+* Order: by category (observability, authentication, authorization,
+  rate_limiting, validation, content, audit), then priority (lower first),
+  then position in the configuration.
+* Flow: request hooks run only plugins whose ``flow`` includes ``request``,
+  response hooks only those that include ``response``.
+* Chaining: each plugin sees the payload the previous one returned.
+* Modes: ``enforce`` obeys violations and blocks on errors and timeouts
+  (codes ``PLUGIN_ERROR`` and ``PLUGIN_TIMEOUT``); ``enforce_ignore_error``
+  obeys violations and continues past failures; ``permissive`` only logs
+  violations; ``disabled`` plugins are never scheduled. With
+  ``fail_on_plugin_error`` every failure blocks.
+* Category permissions: a change from a category that may not modify is
+  dropped, a block from one that may not block is recorded and ignored.
+* Concurrency: observability plugins run concurrently; with
+  ``parallel_execution_within_band`` so do plugins of equal priority in the
+  other categories that may not modify.
+
+The same rules run two ways: :meth:`Executor.run` on the caller's event loop,
+and :meth:`Executor.run_sync` on the caller's thread with async plugins
+handed to the process's background loop. Everything a hook needs is worked
+out once at construction, so a call does no lookups and no parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import fnmatch
+import inspect
+import itertools
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
+from typing import Any
+
+from . import _threads
+from .models import (
+    Category,
+    ExecutionRecord,
+    GlobalContext,
+    HookResult,
+    HookType,
+    Outcome,
+    PluginCondition,
+    PluginContext,
+    PluginMode,
+    PluginResult,
+    PluginSettings,
+    PluginViolation,
+)
+from .plugin import Plugin
+
+__all__ = ["Executor"]
+
+logger = logging.getLogger("mcp_plugin_mw.executor")
+
+# Which payload field names the entity a condition's tools/prompts/resources
+# globs are matched against.
+_ENTITY: dict[HookType, tuple[str, str]] = {
+    HookType.TOOL_PRE_INVOKE: ("tools", "name"),
+    HookType.TOOL_POST_INVOKE: ("tools", "name"),
+    HookType.PROMPT_PRE_FETCH: ("prompts", "prompt_id"),
+    HookType.PROMPT_POST_FETCH: ("prompts", "prompt_id"),
+    HookType.RESOURCE_PRE_FETCH: ("resources", "uri"),
+    HookType.RESOURCE_POST_FETCH: ("resources", "uri"),
+}
+
+
+class _Condition:
+    """One compiled ``conditions`` item: every field given must match."""
+
+    __slots__ = ("content_types", "entities", "server_ids", "tenant_ids", "user_patterns")
+
+    def __init__(self, spec: PluginCondition) -> None:
+        self.server_ids = frozenset(spec.server_ids) if spec.server_ids is not None else None
+        self.tenant_ids = frozenset(spec.tenant_ids) if spec.tenant_ids is not None else None
+        self.user_patterns = [re.compile(p) for p in spec.user_patterns] if spec.user_patterns is not None else None
+        self.content_types = _globs(spec.content_types)
+        self.entities = {
+            kind: _globs(globs)
+            for kind, globs in (("tools", spec.tools), ("prompts", spec.prompts), ("resources", spec.resources))
+            if globs is not None
+        }
+
+    def matches(self, hook: HookType, payload: Any, context: GlobalContext) -> bool:
+        if self.server_ids is not None and context.server_id not in self.server_ids:
+            return False
+        if self.tenant_ids is not None and context.tenant_id not in self.tenant_ids:
+            return False
+        if self.user_patterns is not None:
+            user = context.user
+            if user is None or not any(p.search(user) for p in self.user_patterns):
+                return False
+        if self.content_types is not None:
+            media_type = (context.content_type or "").partition(";")[0].strip().lower()
+            if not self.content_types.match(media_type):
+                return False
+        if self.entities:
+            entity = _ENTITY.get(hook)
+            if entity is None or entity[0] not in self.entities:
+                return False
+            pattern = self.entities[entity[0]]
+            return pattern is not None and pattern.match(getattr(payload, entity[1])) is not None
+        return True
+
+
+def _globs(patterns: list[str] | None) -> re.Pattern[str] | None:
+    if patterns is None:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Entry:
+    """A plugin bound to one hook, with everything a call needs."""
+
+    name: str
+    method: Callable[..., Any]
+    is_async: bool
+    in_thread: bool
+    timeout: float
+    block_on_error: bool
+    obey_violations: bool
+    may_modify: bool
+    conditions: tuple[_Condition, ...]
+    sort_key: tuple[int, int, int]
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Run:
+    """The state of one pass through a hook's chain."""
+
+    hook: HookType
+    payload: Any
+    context: GlobalContext
+    modified: bool = False
+    violation: PluginViolation | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    records: list[ExecutionRecord] = dataclasses.field(default_factory=list)
+
+    def result(self) -> HookResult:
+        return HookResult(
+            continue_processing=self.violation is None,
+            modified_payload=self.payload if self.modified else None,
+            violation=self.violation,
+            metadata=self.metadata,
+            records=self.records,
+        )
+
+
+# A finished call: (result, error, timed out, seconds).
+_Call = tuple[Any, BaseException | None, bool, float]
+
+# A chain is a sequence of steps; a step is a batch of entries that run
+# concurrently (most batches hold one entry).
+_Step = tuple[_Entry, ...]
+
+
+class Executor:
+    """Runs plugins on hooks according to the rules in the module docstring.
+
+    :param plugins: loaded plugins in configuration order; their
+        ``plugin_config`` has hooks and category resolved.
+    :param settings: the shared ``plugin_settings``.
+    """
+
+    def __init__(self, plugins: Sequence[Plugin], settings: PluginSettings) -> None:
+        self._settings = settings
+        entries: dict[HookType, list[_Entry]] = {hook: [] for hook in HookType}
+        for position, plugin in enumerate(plugins):
+            for hook in plugin.hooks:
+                entry = self._entry(plugin, hook, position)
+                if entry is not None:
+                    entries[hook].append(entry)
+        self._chains: dict[HookType, tuple[_Step, ...]] = {
+            hook: self._steps(sorted(found, key=lambda e: e.sort_key)) for hook, found in entries.items()
+        }
+
+    def has_hooks_for(self, hook: HookType | str) -> bool:
+        """Whether any plugin would run on ``hook``."""
+        return bool(self._chains[HookType(hook)])
+
+    def _entry(self, plugin: Plugin, hook: HookType, position: int) -> _Entry | None:
+        config = plugin.plugin_config
+        if config.mode is PluginMode.DISABLED or not config.flow.includes(hook.flow):
+            return None
+        category = config.category or type(plugin).default_category
+        method = getattr(plugin, hook.value)
+        return _Entry(
+            name=plugin.name,
+            method=method,
+            is_async=inspect.iscoroutinefunction(method),
+            in_thread=plugin.blocking or config.run_in_thread,
+            timeout=config.timeout or self._settings.plugin_timeout,
+            block_on_error=config.mode is PluginMode.ENFORCE or self._settings.fail_on_plugin_error,
+            obey_violations=category.may_block and config.mode is not PluginMode.PERMISSIVE,
+            may_modify=category.may_modify,
+            conditions=tuple(_Condition(c) for c in config.conditions),
+            sort_key=(category.order, config.priority, position),
+        )
+
+    def _steps(self, ordered: list[_Entry]) -> tuple[_Step, ...]:
+        steps: list[_Step] = []
+        band_parallel = self._settings.parallel_execution_within_band
+        for (category_order, _priority), group in itertools.groupby(ordered, key=lambda e: e.sort_key[:2]):
+            batch = tuple(group)
+            category = list(Category)[category_order]
+            if category.parallel or (band_parallel and not category.may_modify):
+                steps.append(batch)
+            else:
+                steps.extend((entry,) for entry in batch)
+        # Observability plugins of every priority form one concurrent batch.
+        merged: list[_Step] = []
+        for step in steps:
+            if merged and _is_parallel_category(step) and _is_parallel_category(merged[-1]):
+                merged[-1] = merged[-1] + step
+            else:
+                merged.append(step)
+        return tuple(merged)
+
+    # ------------------------------------------------------------------
+    # Running a chain
+    # ------------------------------------------------------------------
+
+    async def run(self, hook: HookType, payload: Any, context: GlobalContext) -> HookResult:
+        """Run ``hook``'s chain on the running event loop."""
+        run = _Run(hook, payload, context)
+        for step in self._chains[hook]:
+            if len(step) == 1:
+                entry = step[0]
+                if entry.conditions and not _applies(entry, run):
+                    continue
+                call = await self._call_async(entry, run.payload, context)
+                if self._settle(entry, call, run):
+                    break
+                continue
+            batch = [entry for entry in step if not entry.conditions or _applies(entry, run)]
+            calls = await asyncio.gather(*(self._call_async(e, run.payload, context) for e in batch))
+            if self._settle_batch(batch, calls, run):
+                break
+        return run.result()
+
+    def run_sync(self, hook: HookType, payload: Any, context: GlobalContext) -> HookResult:
+        """Run ``hook``'s chain on the caller's thread."""
+        run = _Run(hook, payload, context)
+        for step in self._chains[hook]:
+            if len(step) == 1:
+                entry = step[0]
+                if entry.conditions and not _applies(entry, run):
+                    continue
+                call = self._call_sync(entry, run.payload, context)
+                if self._settle(entry, call, run):
+                    break
+                continue
+            batch = [entry for entry in step if not entry.conditions or _applies(entry, run)]
+            if self._settle_batch(batch, self._call_batch_sync(batch, run.payload, context), run):
+                break
+        return run.result()
+
+    # ------------------------------------------------------------------
+    # Calling one plugin
+    # ------------------------------------------------------------------
+
+    async def _call_async(self, entry: _Entry, payload: Any, context: GlobalContext) -> _Call:
+        plugin_context = _plugin_context(entry, context)
+        start = perf_counter()
+        if not entry.is_async and not entry.in_thread:
+            return _call_inline(entry, payload, plugin_context, start)
+        timeout = asyncio.timeout(entry.timeout)
+        try:
+            async with timeout:
+                if entry.is_async:
+                    result = await entry.method(payload, plugin_context)
+                else:
+                    pending = _threads.daemon_pool().submit(entry.method, payload, plugin_context)
+                    result = await asyncio.wrap_future(pending)
+        except TimeoutError as exc:
+            return None, exc, timeout.expired(), perf_counter() - start
+        except Exception as exc:
+            return None, exc, False, perf_counter() - start
+        return result, None, False, perf_counter() - start
+
+    def _call_sync(self, entry: _Entry, payload: Any, context: GlobalContext) -> _Call:
+        plugin_context = _plugin_context(entry, context)
+        start = perf_counter()
+        if not entry.is_async and not entry.in_thread:
+            return _call_inline(entry, payload, plugin_context, start)
+        future = self._submit(entry, payload, plugin_context)
+        return _wait(future, entry, start)
+
+    def _call_batch_sync(self, batch: list[_Entry], payload: Any, context: GlobalContext) -> list[_Call]:
+        start = perf_counter()
+        pending: dict[int, concurrent.futures.Future[Any]] = {}
+        calls: dict[int, _Call] = {}
+        for index, entry in enumerate(batch):
+            if entry.is_async or entry.in_thread:
+                pending[index] = self._submit(entry, payload, _plugin_context(entry, context))
+        for index, entry in enumerate(batch):
+            if index not in pending:
+                calls[index] = _call_inline(entry, payload, _plugin_context(entry, context), perf_counter())
+        for index, future in pending.items():
+            calls[index] = _wait(future, batch[index], start)
+        return [calls[index] for index in range(len(batch))]
+
+    def _submit(self, entry: _Entry, payload: Any, plugin_context: PluginContext) -> concurrent.futures.Future[Any]:
+        if entry.is_async:
+            if _threads.in_background_loop():
+                raise RuntimeError("invoke_sync() called from the background loop; use 'await invoke()'")
+            coroutine = _with_timeout(entry.method(payload, plugin_context), entry.timeout)
+            return asyncio.run_coroutine_threadsafe(coroutine, _threads.background_loop())
+        return _threads.daemon_pool().submit(entry.method, payload, plugin_context)
+
+    # ------------------------------------------------------------------
+    # Applying a call's outcome
+    # ------------------------------------------------------------------
+
+    def _settle(self, entry: _Entry, call: _Call, run: _Run) -> bool:
+        """Apply one call to ``run``; True when the chain must stop."""
+        result, error, timed_out, duration = call
+        if error is None and result is not None and not isinstance(result, PluginResult):
+            error = TypeError(f"hook returned {type(result).__name__}, expected PluginResult or None")
+        if error is not None:
+            return self._failed(entry, error, timed_out, duration, run)
+        if result is None:
+            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
+            return False
+        if result.metadata:
+            run.metadata.update(result.metadata)
+        if not result.continue_processing:
+            violation = result.violation or PluginViolation(
+                reason="Blocked", description=f"blocked by plugin {entry.name}", code="BLOCKED"
+            )
+            violation.plugin_name = entry.name
+            if entry.obey_violations:
+                run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.BLOCKED, duration))
+                run.violation = violation
+                return True
+            logger.info("plugin %s: violation not enforced on %s: %s", entry.name, run.hook, violation.reason)
+            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.VIOLATION_IGNORED, duration))
+            return False
+        changed = result.modified_payload
+        if changed is None or changed is run.payload:
+            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
+            return False
+        if not entry.may_modify:
+            logger.warning("plugin %s: its category may not modify payloads; change dropped", entry.name)
+            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.MODIFICATION_DROPPED, duration))
+            return False
+        if type(changed) is not type(run.payload):
+            error = TypeError(f"modified_payload is {type(changed).__name__}, expected {type(run.payload).__name__}")
+            return self._failed(entry, error, False, duration, run)
+        run.payload = changed
+        run.modified = True
+        run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.MODIFIED, duration))
+        return False
+
+    def _settle_batch(self, batch: list[_Entry], calls: Sequence[_Call], run: _Run) -> bool:
+        # Modifications cannot chain inside a concurrent batch (and its
+        # categories may not modify anyway); the first block in order wins.
+        stop = False
+        for entry, call in zip(batch, calls, strict=True):
+            if run.violation is None:
+                stop = self._settle(entry, call, run) or stop
+            else:
+                self._settle(entry, call, _Run(run.hook, run.payload, run.context, records=run.records))
+        return stop
+
+    def _failed(self, entry: _Entry, error: BaseException, timed_out: bool, duration: float, run: _Run) -> bool:
+        outcome = Outcome.TIMEOUT if timed_out else Outcome.ERROR
+        message = f"timed out after {entry.timeout:g}s" if timed_out else f"{type(error).__name__}: {error}"
+        logger.warning("plugin %s failed on %s: %s", entry.name, run.hook, message, exc_info=not timed_out and error)
+        run.records.append(ExecutionRecord(entry.name, run.hook, outcome, duration, message))
+        if not entry.block_on_error:
+            return False
+        code = "PLUGIN_TIMEOUT" if timed_out else "PLUGIN_ERROR"
+        run.violation = PluginViolation(
+            reason="Plugin timed out" if timed_out else "Plugin error",
+            description=f"plugin {entry.name} {'timed out' if timed_out else 'failed'}",
+            code=code,
+            details={"plugin": entry.name, "hook": run.hook.value, "error": message},
+            http_status_code=504 if timed_out else 500,
+            mcp_error_code=-32603,
+            plugin_name=entry.name,
+        )
+        return True
+
+
+def _applies(entry: _Entry, run: _Run) -> bool:
+    return any(condition.matches(run.hook, run.payload, run.context) for condition in entry.conditions)
+
+
+def _is_parallel_category(step: _Step) -> bool:
+    return list(Category)[step[0].sort_key[0]].parallel
+
+
+def _plugin_context(entry: _Entry, context: GlobalContext) -> PluginContext:
+    found = context.plugin_contexts.get(entry.name)
+    if found is None:
+        found = context.plugin_contexts[entry.name] = PluginContext(context)
+    return found
+
+
+def _call_inline(entry: _Entry, payload: Any, plugin_context: PluginContext, start: float) -> _Call:
+    try:
+        result = entry.method(payload, plugin_context)
+    except Exception as exc:
+        return None, exc, False, perf_counter() - start
+    return result, None, False, perf_counter() - start
+
+
+def _wait(future: concurrent.futures.Future[Any], entry: _Entry, start: float) -> _Call:
+    # A coroutine carries its own asyncio timeout; the margin only matters if
+    # the background loop itself is stuck.
+    timeout = entry.timeout + 0.5 if entry.is_async else entry.timeout
+    try:
+        result = future.result(timeout)
+    except TimeoutError as exc:
+        future.cancel()
+        return None, exc, True, perf_counter() - start
+    except Exception as exc:
+        return None, exc, False, perf_counter() - start
+    return result, None, False, perf_counter() - start
+
+
+async def _with_timeout(coroutine: Awaitable[Any], timeout: float) -> Any:
+    async with asyncio.timeout(timeout):
+        return await coroutine

@@ -1,0 +1,120 @@
+"""
+Plugin loading
+==============
+
+Turns a configuration entry into a plugin instance. ``kind`` is one of:
+
+* a class path, ``package.module.ClassName`` or ``package.module:ClassName``;
+* the name of an entry point in the group ``mcp_plugin_mw.plugins``
+  (installed packages advertise their plugins there);
+* a kind registered with :func:`register_kind` (out-of-process plugins).
+
+Every error says which plugin entry failed and why, so that a configuration
+with several broken entries is fixed in one pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from .models import PluginConfig
+from .plugin import Plugin, implemented_hooks
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginLoadError", "load_plugin", "register_kind", "resolve_class"]
+
+ENTRY_POINT_GROUP = "mcp_plugin_mw.plugins"
+
+PluginFactory = Callable[[PluginConfig], Plugin]
+
+_KINDS: dict[str, PluginFactory] = {}
+
+
+class PluginLoadError(Exception):
+    """A plugin entry that cannot be turned into a plugin."""
+
+
+def register_kind(kind: str, factory: PluginFactory) -> None:
+    """Make ``kind`` loadable by calling ``factory(config)``."""
+    _KINDS[kind] = factory
+
+
+def resolve_class(kind: str) -> type[Plugin]:
+    """Find the plugin class named by ``kind``.
+
+    :raises PluginLoadError: saying what was looked for and what went wrong.
+    """
+    if ":" in kind:
+        module_name, _, attribute = kind.partition(":")
+        target = _import_attribute(module_name, attribute, kind)
+    elif "." in kind:
+        module_name, _, attribute = kind.rpartition(".")
+        target = _import_attribute(module_name, attribute, kind)
+    else:
+        target = _entry_point(kind)
+    if not (isinstance(target, type) and issubclass(target, Plugin)):
+        raise PluginLoadError(f"{kind!r} is not a subclass of mcp_plugin_mw.Plugin")
+    return target
+
+
+def load_plugin(config: PluginConfig) -> Plugin:
+    """Build the plugin for ``config``, with its hooks and category resolved.
+
+    :raises PluginLoadError: if the class cannot be found, does not implement
+        a listed hook, or its constructor raises.
+    """
+    factory = _KINDS.get(config.kind)
+    if factory is not None:
+        return factory(config)
+    cls = resolve_class(config.kind)
+    implemented = implemented_hooks(cls)
+    if config.hooks is not None:
+        missing = [hook.value for hook in config.hooks if hook not in implemented]
+        if missing:
+            raise PluginLoadError(
+                f"hooks {', '.join(missing)} listed but {cls.__qualname__} does not implement "
+                f"{'it' if len(missing) == 1 else 'them'} (it implements: "
+                f"{', '.join(hook.value for hook in implemented) or 'none'})"
+            )
+        hooks = config.hooks
+    else:
+        if not implemented:
+            raise PluginLoadError(f"{cls.__qualname__} implements no hook methods")
+        hooks = implemented
+    resolved = config.model_copy(update={"hooks": hooks, "category": config.category or cls.default_category})
+    try:
+        return cls(resolved)
+    except Exception as exc:
+        raise PluginLoadError(f"{cls.__qualname__}(...) raised {type(exc).__name__}: {exc}") from exc
+
+
+def _import_attribute(module_name: str, attribute: str, kind: str) -> Any:
+    if not module_name or not attribute:
+        raise PluginLoadError(f"{kind!r} is not a class path of the form package.module.ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise PluginLoadError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise PluginLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
+
+
+def _entry_point(name: str) -> Any:
+    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    if not found:
+        known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_KINDS))
+        raise PluginLoadError(
+            f"unknown kind {name!r}: not a class path, not an entry point in {ENTRY_POINT_GROUP!r}"
+            f" (installed: {', '.join(known) or 'none'})"
+        )
+    entry = next(iter(found))
+    try:
+        return entry.load()
+    except Exception as exc:
+        raise PluginLoadError(
+            f"entry point {name!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -1,0 +1,278 @@
+"""
+Plugin manager
+==============
+
+:class:`PluginManager` loads a configuration, builds its plugins and runs them
+on hooks, from async code (:meth:`~PluginManager.invoke`) or from any thread
+with no event loop (:meth:`~PluginManager.invoke_sync`).
+
+Managers are ordinary objects: several can live side by side (one per app,
+one per test), each with its own plugins. Plugins' ``initialize`` runs once,
+before the first hook call (or on :meth:`~PluginManager.initialize`), and
+``shutdown`` once, on :meth:`~PluginManager.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+import uuid
+from collections.abc import Awaitable, Mapping
+from types import TracebackType
+from typing import Any
+
+from . import _threads, telemetry
+from .config import ConfigError, ConfigSource, load_config
+from .executor import Executor
+from .loader import PluginLoadError, load_plugin
+from .models import Config, GlobalContext, HookResult, HookType, PluginSettings
+from .plugin import Plugin
+
+__all__ = ["PluginManager"]
+
+logger = logging.getLogger("mcp_plugin_mw.manager")
+
+
+class PluginManager:
+    """Loads plugins from a configuration and runs them on hooks.
+
+    :param config: a YAML path, a mapping of the YAML's shape, a ``Config``,
+        or None for the file named by ``MCP_PLUGIN_MW_CONFIG`` (no plugins if
+        unset).
+    :param settings: ``plugin_settings`` keys that override the file and the
+        environment.
+    :param environ: the environment to read instead of ``os.environ``.
+    :raises ConfigError: listing every problem in the configuration,
+        including plugins that cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        config: ConfigSource = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config: Config = load_config(config, settings=settings, environ=environ)
+        self._plugins: list[Plugin] = []
+        self._lock = threading.Lock()
+        self._started: concurrent.futures.Future[None] | None = None
+        self._ready = False
+        self._closed = False
+        if self.config.plugin_settings.enabled:
+            self._plugins = self._load(self.config)
+        self._executor = Executor(self._plugins, self.settings)
+
+    @staticmethod
+    def _load(config: Config) -> list[Plugin]:
+        plugins: list[Plugin] = []
+        problems: list[str] = []
+        for index, entry in enumerate(config.plugins):
+            try:
+                plugins.append(load_plugin(entry))
+            except PluginLoadError as exc:
+                problems.append(f"plugins[{index}] ({entry.name}): {exc}")
+        if problems:
+            raise ConfigError(problems)
+        return plugins
+
+    @property
+    def settings(self) -> PluginSettings:
+        """The effective ``plugin_settings``."""
+        return self.config.plugin_settings
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        """The plugins, in configuration and registration order."""
+        return list(self._plugins)
+
+    def register(self, plugin: Plugin) -> None:
+        """Add a plugin built by the caller.
+
+        Its ``initialize`` runs with the others', or at once (sync) if the
+        manager has already started.
+        """
+        if any(existing.name == plugin.name for existing in self._plugins):
+            raise ValueError(f"a plugin named {plugin.name!r} is already registered")
+        if self._ready:
+            _run_blocking(plugin.initialize())
+        with self._lock:
+            self._plugins.append(plugin)
+            self._executor = Executor(self._plugins, self.settings)
+
+    def has_hooks_for(self, hook: HookType | str) -> bool:
+        """Whether any plugin would run on ``hook``; cheap enough for every request."""
+        return self._executor.has_hooks_for(hook)
+
+    # ------------------------------------------------------------------
+    # Invoking hooks
+    # ------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        hook: HookType | str,
+        payload: Any,
+        global_context: GlobalContext | None = None,
+    ) -> HookResult:
+        """Run the plugins on ``hook`` in the running event loop.
+
+        Pass the same ``global_context`` to a request's pre and post hooks so
+        that plugin state carries over.
+        """
+        executor = self._executor
+        if not executor.has_hooks_for(hook):
+            return HookResult()
+        if not self._ready:
+            await self.ainitialize()
+        hook = HookType(hook)
+        context = global_context or _new_context()
+        span = telemetry.start(hook, context)
+        result = await executor.run(hook, payload, context)
+        if span is not None:
+            telemetry.finish(span, result)
+        return result
+
+    def invoke_sync(
+        self,
+        hook: HookType | str,
+        payload: Any,
+        global_context: GlobalContext | None = None,
+    ) -> HookResult:
+        """Run the plugins on ``hook`` from synchronous code, on any thread.
+
+        Sync plugins run on the calling thread; async ones on the process's
+        background event loop.
+        """
+        executor = self._executor
+        if not executor.has_hooks_for(hook):
+            return HookResult()
+        if not self._ready:
+            self.initialize()
+        hook = HookType(hook)
+        context = global_context or _new_context()
+        span = telemetry.start(hook, context)
+        result = executor.run_sync(hook, payload, context)
+        if span is not None:
+            telemetry.finish(span, result)
+        return result
+
+    # ------------------------------------------------------------------
+    # Life cycle
+    # ------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Initialize every plugin once; async initializers run on the background loop."""
+        owner, started = self._claim_start()
+        if owner:
+            self._settle_start(started, lambda: _run_blocking(self._initialize_all()))
+        else:
+            started.result()
+
+    async def ainitialize(self) -> None:
+        """Initialize every plugin once, in the running event loop."""
+        owner, started = self._claim_start()
+        if not owner:
+            await asyncio.wrap_future(started)
+            return
+        try:
+            await self._initialize_all()
+        except BaseException as exc:
+            started.set_exception(exc)
+            raise
+        self._ready = True
+        started.set_result(None)
+
+    def _claim_start(self) -> tuple[bool, concurrent.futures.Future[None]]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this PluginManager is closed")
+            if self._started is not None:
+                return False, self._started
+            self._started = concurrent.futures.Future()
+            return True, self._started
+
+    def _settle_start(self, started: concurrent.futures.Future[None], run: Any) -> None:
+        try:
+            run()
+        except BaseException as exc:
+            started.set_exception(exc)
+            raise
+        self._ready = True
+        started.set_result(None)
+
+    async def _initialize_all(self) -> None:
+        for plugin in self._plugins:
+            try:
+                outcome = plugin.initialize()
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:
+                raise RuntimeError(f"plugin {plugin.name!r} failed to initialize: {exc}") from exc
+
+    def close(self) -> None:
+        """Shut every initialized plugin down; further invocations raise."""
+        if self._begin_close():
+            _run_blocking(self._shutdown_all())
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, in the running event loop."""
+        if self._begin_close():
+            await self._shutdown_all()
+
+    def _begin_close(self) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            # Invocations after this find the manager not ready, try to start
+            # it and raise: a closed guardrail must not silently pass traffic.
+            started, self._ready = self._ready, False
+            return started
+
+    async def _shutdown_all(self) -> None:
+        for plugin in reversed(self._plugins):
+            try:
+                outcome = plugin.shutdown()
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                # One plugin failing to let go must not keep the rest open.
+                logger.exception("plugin %s failed to shut down", plugin.name)
+
+    def __enter__(self) -> PluginManager:
+        self.initialize()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PluginManager:
+        await self.ainitialize()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        names = ", ".join(plugin.name for plugin in self._plugins)
+        return f"<PluginManager [{names}]>"
+
+
+def _new_context() -> GlobalContext:
+    return GlobalContext(request_id=uuid.uuid4().hex)
+
+
+def _run_blocking(awaitable: Awaitable[Any] | None) -> Any:
+    """Wait for ``awaitable`` from sync code, on the background loop."""
+    if not inspect.isawaitable(awaitable):
+        return awaitable
+
+    async def wrapped() -> Any:
+        return await awaitable
+
+    return asyncio.run_coroutine_threadsafe(wrapped(), _threads.background_loop()).result()

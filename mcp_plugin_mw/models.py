@@ -1,0 +1,473 @@
+"""
+Hook types, payloads, results and contexts
+==========================================
+
+The vocabulary shared by plugins, the executor and the middlewares.
+
+Payloads are frozen pydantic models, as in ContextForge/cpex 0.1.x, so a
+plugin written for cpex ports with an import change and returns a changed copy
+made with ``model_copy(update=...)``. The middlewares build them with
+``model_construct`` (no validation: the values come straight off the wire and
+are plain JSON), which keeps a payload at well under a microsecond.
+
+Results, violations and contexts are created on every plugin call, so they are
+slotted dataclasses rather than pydantic models: keyword construction works as
+in cpex, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Category",
+    "Config",
+    "ExecutionRecord",
+    "Flow",
+    "GlobalContext",
+    "HookResult",
+    "HookType",
+    "HttpPostRequestPayload",
+    "HttpPreRequestPayload",
+    "Outcome",
+    "Payload",
+    "PluginCondition",
+    "PluginConfig",
+    "PluginContext",
+    "PluginError",
+    "PluginMode",
+    "PluginResult",
+    "PluginSettings",
+    "PluginViolation",
+    "PromptPosthookPayload",
+    "PromptPrehookPayload",
+    "ResourcePostFetchPayload",
+    "ResourcePreFetchPayload",
+    "ToolPostInvokePayload",
+    "ToolPreInvokePayload",
+]
+
+
+class HookType(enum.StrEnum):
+    """The points in an exchange where plugins run."""
+
+    TOOL_PRE_INVOKE = "tool_pre_invoke"
+    TOOL_POST_INVOKE = "tool_post_invoke"
+    PROMPT_PRE_FETCH = "prompt_pre_fetch"
+    PROMPT_POST_FETCH = "prompt_post_fetch"
+    RESOURCE_PRE_FETCH = "resource_pre_fetch"
+    RESOURCE_POST_FETCH = "resource_post_fetch"
+    HTTP_PRE_REQUEST = "http_pre_request"
+    HTTP_POST_REQUEST = "http_post_request"
+
+    @property
+    def is_request(self) -> bool:
+        """True for hooks that see the request, False for the response."""
+        return self in _REQUEST_HOOKS
+
+    @property
+    def flow(self) -> Flow:
+        """The direction this hook runs in."""
+        return Flow.REQUEST if self in _REQUEST_HOOKS else Flow.RESPONSE
+
+
+_REQUEST_HOOKS = frozenset(
+    {
+        HookType.TOOL_PRE_INVOKE,
+        HookType.PROMPT_PRE_FETCH,
+        HookType.RESOURCE_PRE_FETCH,
+        HookType.HTTP_PRE_REQUEST,
+    }
+)
+
+
+class PluginMode(enum.StrEnum):
+    """How the executor treats a plugin's violations and failures.
+
+    ``enforce`` obeys violations and blocks on errors and timeouts;
+    ``enforce_ignore_error`` obeys violations but continues past errors;
+    ``permissive`` logs violations and continues past errors;
+    ``disabled`` never runs the plugin.
+    """
+
+    ENFORCE = "enforce"
+    ENFORCE_IGNORE_ERROR = "enforce_ignore_error"
+    PERMISSIVE = "permissive"
+    DISABLED = "disabled"
+
+
+class Flow(enum.StrEnum):
+    """Which direction of an exchange a plugin runs on."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    BOTH = "both"
+
+    def includes(self, direction: Flow) -> bool:
+        """Whether this setting covers ``direction`` (``REQUEST`` or ``RESPONSE``)."""
+        return self is Flow.BOTH or self is direction
+
+
+class Category(enum.StrEnum):
+    """Plugin categories, declared in the order they run (after mcpd)."""
+
+    OBSERVABILITY = "observability"
+    AUTHENTICATION = "authentication"
+    AUTHORIZATION = "authorization"
+    RATE_LIMITING = "rate_limiting"
+    VALIDATION = "validation"
+    CONTENT = "content"
+    AUDIT = "audit"
+
+    @property
+    def order(self) -> int:
+        """Position in the fixed run order."""
+        return _CATEGORY_ORDER[self]
+
+    @property
+    def may_modify(self) -> bool:
+        """Whether changes returned by plugins of this category are applied."""
+        return self is Category.CONTENT
+
+    @property
+    def may_block(self) -> bool:
+        """Whether violations from plugins of this category are obeyed."""
+        return self not in (Category.OBSERVABILITY, Category.AUDIT)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether plugins of this category run concurrently."""
+        return self is Category.OBSERVABILITY
+
+
+_CATEGORY_ORDER = {category: index for index, category in enumerate(Category)}
+
+
+class Outcome(enum.StrEnum):
+    """What one plugin call came to, as recorded in :class:`ExecutionRecord`."""
+
+    PASSED = "passed"
+    MODIFIED = "modified"
+    BLOCKED = "blocked"
+    VIOLATION_IGNORED = "violation_ignored"
+    MODIFICATION_DROPPED = "modification_dropped"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+# --------------------------------------------------------------------------
+# Payloads
+# --------------------------------------------------------------------------
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ToolPreInvokePayload(_Payload):
+    """A ``tools/call`` request: the tool's name and its arguments."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolPostInvokePayload(_Payload):
+    """A ``tools/call`` response: the JSON-RPC ``result`` object as sent."""
+
+    name: str
+    result: Any = None
+
+
+class PromptPrehookPayload(_Payload):
+    """A ``prompts/get`` request: the prompt's name and its arguments."""
+
+    prompt_id: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromptPosthookPayload(_Payload):
+    """A ``prompts/get`` response: the JSON-RPC ``result`` object as sent."""
+
+    prompt_id: str
+    result: Any = None
+
+
+class ResourcePreFetchPayload(_Payload):
+    """A ``resources/read`` request: the URI and the rest of ``params``."""
+
+    uri: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResourcePostFetchPayload(_Payload):
+    """A ``resources/read`` response: the JSON-RPC ``result`` object as sent."""
+
+    uri: str
+    content: Any = None
+
+
+class HttpPreRequestPayload(_Payload):
+    """A plain HTTP request, body included.
+
+    ``headers`` are ``(name, value)`` pairs with lower-case names, in wire
+    order, repeated names kept. ``client`` is ``"host:port"`` when known.
+    """
+
+    method: str
+    path: str
+    query_string: str = ""
+    headers: list[tuple[str, str]] = Field(default_factory=list)
+    client: str | None = None
+    body: bytes = b""
+
+
+class HttpPostRequestPayload(_Payload):
+    """A plain HTTP response to the request in ``method`` and ``path``."""
+
+    method: str
+    path: str
+    status_code: int
+    headers: list[tuple[str, str]] = Field(default_factory=list)
+    body: bytes = b""
+
+
+Payload = (
+    ToolPreInvokePayload
+    | ToolPostInvokePayload
+    | PromptPrehookPayload
+    | PromptPosthookPayload
+    | ResourcePreFetchPayload
+    | ResourcePostFetchPayload
+    | HttpPreRequestPayload
+    | HttpPostRequestPayload
+)
+
+PAYLOAD_TYPES: dict[HookType, type[BaseModel]] = {
+    HookType.TOOL_PRE_INVOKE: ToolPreInvokePayload,
+    HookType.TOOL_POST_INVOKE: ToolPostInvokePayload,
+    HookType.PROMPT_PRE_FETCH: PromptPrehookPayload,
+    HookType.PROMPT_POST_FETCH: PromptPosthookPayload,
+    HookType.RESOURCE_PRE_FETCH: ResourcePreFetchPayload,
+    HookType.RESOURCE_POST_FETCH: ResourcePostFetchPayload,
+    HookType.HTTP_PRE_REQUEST: HttpPreRequestPayload,
+    HookType.HTTP_POST_REQUEST: HttpPostRequestPayload,
+}
+"""The payload class each hook receives."""
+
+
+# --------------------------------------------------------------------------
+# Results and violations
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class PluginViolation:
+    """Why a plugin blocks a message.
+
+    ``code`` is a short machine-readable tag (``"PII_DETECTED"``);
+    ``http_status_code`` and ``mcp_error_code`` choose the status and the
+    JSON-RPC error code the middlewares answer with (403 and -32602 when
+    unset). The executor fills in ``plugin_name``.
+    """
+
+    reason: str
+    description: str = ""
+    code: str = "BLOCKED"
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    http_status_code: int | None = None
+    mcp_error_code: int | None = None
+    plugin_name: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class PluginResult:
+    """What a plugin hook returns.
+
+    Leave ``modified_payload`` as None when nothing changed. Set
+    ``continue_processing=False`` with a ``violation`` to block.
+    """
+
+    continue_processing: bool = True
+    modified_payload: Any = None
+    violation: PluginViolation | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(slots=True)
+class ExecutionRecord:
+    """One plugin call: who ran, what came of it, and how long it took."""
+
+    plugin: str
+    hook: HookType
+    outcome: Outcome
+    duration: float
+    """Seconds."""
+    error: str | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class HookResult:
+    """The outcome of running every applicable plugin on one hook.
+
+    ``modified_payload`` is None when no plugin changed the payload;
+    ``violation`` is the violation that stopped processing, if any.
+    """
+
+    continue_processing: bool = True
+    modified_payload: Any = None
+    violation: PluginViolation | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    records: list[ExecutionRecord] = dataclasses.field(default_factory=list)
+
+
+class PluginError(Exception):
+    """A plugin failed, or a plugin could not be loaded.
+
+    Raise it from a hook to report a failure with a code; the executor treats
+    it like any other exception, according to the plugin's mode.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugin_name: str | None = None,
+        code: str = "PLUGIN_ERROR",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.plugin_name = plugin_name
+        self.code = code
+        self.details = details or {}
+
+
+# --------------------------------------------------------------------------
+# Contexts
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class GlobalContext:
+    """What is known about the exchange, shared by every plugin.
+
+    One instance lives for one request and its response: pass the same object
+    to the pre and the post hook so each plugin's :class:`PluginContext`
+    state carries over.
+    """
+
+    request_id: str
+    user: str | None = None
+    tenant_id: str | None = None
+    server_id: str | None = None
+    content_type: str | None = None
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    plugin_contexts: dict[str, PluginContext] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(slots=True)
+class PluginContext:
+    """A plugin's view of the exchange, private to that plugin.
+
+    ``state`` set on a pre hook is seen again by the same plugin on the
+    matching post hook of the same request.
+    """
+
+    global_context: GlobalContext
+    state: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str:
+        """The request id of the exchange."""
+        return self.global_context.request_id
+
+
+# --------------------------------------------------------------------------
+# Configuration models
+# --------------------------------------------------------------------------
+
+
+class _ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PluginCondition(_ConfigModel):
+    """When a plugin applies. Every field given must match (AND).
+
+    ``tools``, ``prompts`` and ``resources`` are globs on the tool name,
+    prompt name and resource URI; they constrain hooks of their own kind, and
+    a condition that names only other kinds does not match. ``user_patterns``
+    are regexes searched in the user id; ``content_types`` are globs on the
+    request's media type.
+    """
+
+    server_ids: list[str] | None = None
+    tenant_ids: list[str] | None = None
+    tools: list[str] | None = None
+    prompts: list[str] | None = None
+    resources: list[str] | None = None
+    user_patterns: list[str] | None = None
+    content_types: list[str] | None = None
+
+
+class PluginConfig(_ConfigModel):
+    """One entry of ``plugins:``.
+
+    ``hooks`` defaults to the hook methods the plugin class defines;
+    ``category`` to the class's ``default_category``; ``timeout`` to
+    ``plugin_settings.plugin_timeout``. ``required`` is mcpd's shorthand for
+    ``mode`` (true: enforce, false: enforce_ignore_error).
+    """
+
+    name: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    description: str | None = None
+    author: str | None = None
+    version: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    hooks: list[HookType] | None = None
+    flow: Flow = Flow.BOTH
+    category: Category | None = None
+    mode: PluginMode = PluginMode.ENFORCE
+    required: bool | None = None
+    priority: int = 100
+    timeout: float | None = Field(default=None, gt=0)
+    run_in_thread: bool = False
+    conditions: list[PluginCondition] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required_is_mode_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("required") is not None:
+            if "mode" in data:
+                raise ValueError("give either 'required' or 'mode', not both")
+            required = data["required"]
+            if isinstance(required, bool):
+                data = {**data, "mode": "enforce" if required else "enforce_ignore_error"}
+        return data
+
+
+class PluginSettings(_ConfigModel):
+    """``plugin_settings:``, the settings shared by all plugins."""
+
+    enabled: bool = True
+    plugin_timeout: float = Field(default=30.0, gt=0)
+    fail_on_plugin_error: bool = False
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    parallel_execution_within_band: bool = False
+    excluded_urls: list[str] = Field(default_factory=list)
+    log_level: str | None = None
+
+
+class Config(_ConfigModel):
+    """A whole configuration: ``plugin_settings`` and ``plugins``."""
+
+    plugin_settings: PluginSettings = Field(default_factory=PluginSettings)
+    plugins: list[PluginConfig] = Field(default_factory=list)

@@ -1,0 +1,60 @@
+"""
+OpenTelemetry spans
+===================
+
+When ``opentelemetry-api`` is importable, each hook invocation that runs at
+least one plugin becomes a span named ``mcp_plugin_mw <hook>``, with one event
+per plugin call (name, outcome, duration) and the final decision as
+attributes. Without the package, :func:`start` returns None and costs one
+global lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import GlobalContext, HookResult, HookType
+
+__all__ = ["finish", "start"]
+
+try:
+    from opentelemetry import trace as _trace
+except ImportError:  # pragma: no cover - exercised when the extra is absent
+    _trace = None  # type: ignore[assignment]
+
+_tracer: Any = None
+
+
+def start(hook: HookType, context: GlobalContext) -> Any:
+    """Start the span for one hook invocation, or return None without OpenTelemetry."""
+    global _tracer
+    if _trace is None:
+        return None
+    if _tracer is None:
+        _tracer = _trace.get_tracer("mcp_plugin_mw")
+    span = _tracer.start_span(f"mcp_plugin_mw {hook.value}")
+    if not span.is_recording():
+        return None
+    span.set_attribute("mcp_plugin_mw.hook", hook.value)
+    span.set_attribute("mcp_plugin_mw.request_id", context.request_id)
+    return span
+
+
+def finish(span: Any, result: HookResult) -> None:
+    """Record each plugin's outcome and the decision, then end the span."""
+    for record in result.records:
+        attributes = {
+            "mcp_plugin_mw.plugin": record.plugin,
+            "mcp_plugin_mw.hook": record.hook.value,
+            "mcp_plugin_mw.outcome": record.outcome.value,
+            "mcp_plugin_mw.duration_ms": record.duration * 1000.0,
+        }
+        if record.error:
+            attributes["mcp_plugin_mw.error"] = record.error
+        span.add_event(f"plugin {record.plugin}", attributes)
+    span.set_attribute("mcp_plugin_mw.blocked", not result.continue_processing)
+    span.set_attribute("mcp_plugin_mw.modified", result.modified_payload is not None)
+    if result.violation is not None:
+        span.set_attribute("mcp_plugin_mw.violation.code", result.violation.code)
+        span.set_attribute("mcp_plugin_mw.violation.plugin", result.violation.plugin_name or "")
+    span.end()
