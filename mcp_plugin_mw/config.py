@@ -244,7 +244,7 @@ def _describe(error: Any, origins: Mapping[str, str]) -> str:
         where = f"{origins[loc[1]]} (plugin_settings.{loc[1]})"
     else:
         where = format_location(loc)
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     elif error["type"] == "missing":
