@@ -1,5 +1,6 @@
 """Drop-in ASGI and WSGI middleware that runs a plugin pipeline on MCP and HTTP traffic."""
 
+from .asgi import PluginMiddleware
 from .config import ConfigError
 from .manager import PluginManager
 from .models import (
@@ -24,6 +25,7 @@ from .models import (
     ToolPreInvokePayload,
 )
 from .plugin import Plugin
+from .wsgi import WSGIPluginMiddleware
 
 __version__ = "0.1.0"
 
@@ -41,6 +43,7 @@ __all__ = [
     "PluginContext",
     "PluginError",
     "PluginManager",
+    "PluginMiddleware",
     "PluginMode",
     "PluginResult",
     "PluginViolation",
@@ -50,4 +53,5 @@ __all__ = [
     "ResourcePreFetchPayload",
     "ToolPostInvokePayload",
     "ToolPreInvokePayload",
+    "WSGIPluginMiddleware",
 ]

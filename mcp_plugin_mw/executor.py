@@ -385,7 +385,9 @@ class Executor:
             reason="Plugin timed out" if timed_out else "Plugin error",
             description=f"plugin {entry.name} {'timed out' if timed_out else 'failed'}",
             code=code,
-            details={"plugin": entry.name, "hook": run.hook.value, "error": message},
+            # The error text stays in the logs and the records: it may hold
+            # internals that must not reach the client.
+            details={"plugin": entry.name, "hook": run.hook.value},
             http_status_code=504 if timed_out else 500,
             mcp_error_code=-32603,
             plugin_name=entry.name,

@@ -464,6 +464,18 @@ class PluginSettings(_ConfigModel):
     parallel_execution_within_band: bool = False
     excluded_urls: list[str] = Field(default_factory=list)
     log_level: str | None = None
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """JSON responses larger than this are not inspected by post hooks; they
+    are replaced with an error rather than passed unchecked."""
+    block_tools_as_result: bool = False
+    """Answer a blocked ``tools/call`` with an ``isError: true`` result
+    instead of a JSON-RPC error."""
+    user_header: str | None = None
+    """Request header that names the user (trusted only behind a proxy that sets it)."""
+    tenant_header: str | None = None
+    """Request header that names the tenant."""
+    server_id_header: str | None = None
+    """Request header that names the server; defaults to none."""
 
 
 class Config(_ConfigModel):

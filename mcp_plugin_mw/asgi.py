@@ -1,0 +1,261 @@
+"""
+ASGI middleware
+===============
+
+Runs the plugin pipeline in front of any ASGI app (Starlette, FastAPI,
+Django's ASGI handler, an MCP SDK server):
+
+.. code-block:: python
+
+    app.add_middleware(PluginMiddleware, config="plugins.yaml")
+    app = PluginMiddleware(app, config="plugins.yaml")
+
+Requests that no plugin can see are handed to the app untouched, without
+reading the body. Otherwise the body is read (up to ``max_body_bytes``), the
+request hooks run, and the original bytes, or the re-encoded changed
+message, are replayed to the app. JSON responses are buffered only when a
+response hook applies to the request; event streams are transformed event by
+event as they are sent. Lifespan and websocket scopes pass straight through.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .config import ConfigSource
+from .manager import PluginManager
+from .mapping.exchange import Exchange, Forward, Reply, Request, ResponseMode, drive
+from .mapping.http import Headers, problem, replace_header
+
+__all__ = ["PluginMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("mcp_plugin_mw.asgi")
+
+
+class PluginMiddleware:
+    """ASGI middleware that runs plugins on requests and responses.
+
+    :param app: the ASGI app to wrap.
+    :param config: a YAML path, a mapping, a ``Config``, or None for
+        ``MCP_PLUGIN_MW_CONFIG``; ignored when ``manager`` is given.
+    :param manager: a ``PluginManager`` to share with other middlewares.
+    :param settings: ``plugin_settings`` keys overriding the file and the
+        environment (``max_body_bytes=...``, ``excluded_urls=[...]``).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: ConfigSource = None,
+        *,
+        manager: PluginManager | None = None,
+        **settings: Any,
+    ) -> None:
+        self.app = app
+        self.manager = manager if manager is not None else PluginManager(config, settings=settings)
+        patterns = self.manager.settings.excluded_urls
+        self._excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not Exchange.wants(self.manager, scope["method"]):
+            await self.app(scope, receive, send)
+            return
+        if self._excluded is not None and self._excluded.search(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        await _Responder(self.app, Exchange(self.manager, _request(scope)))(scope, receive, send)
+
+
+class _Responder:
+    """Handles one request: the request hooks, then the app's response."""
+
+    def __init__(self, app: ASGIApp, exchange: Exchange) -> None:
+        self.app = app
+        self.exchange = exchange
+        self.manager = exchange.manager
+        self.send: Send = _unset_send
+        self.mode = ResponseMode.PASS
+        self.status = 200
+        self.headers: Headers = []
+        self.buffer = bytearray()
+        self.oversized = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.send = send
+        exchange = self.exchange
+        if exchange.needs_body():
+            refusal = exchange.refuse_early(_content_length(exchange.request.headers))
+            if refusal is not None:
+                await _send_reply(send, refusal)
+                return
+            body = await self._read_body(receive)
+            if body is None:
+                return  # the client went away
+            if len(body) > exchange.settings.max_body_bytes:
+                await _send_reply(send, exchange.too_large())
+                return
+            try:
+                verdict = await drive(self.manager, exchange.context, exchange.on_request(body))
+            except Exception:
+                logger.exception("mcp-plugin-mw failed on a request to %s", scope["path"])
+                await _send_reply(send, Reply(*problem(500, "the request could not be processed")))
+                return
+            if isinstance(verdict, Reply):
+                await _send_reply(send, verdict)
+                return
+            scope = _rewrite(scope, verdict, exchange.request.headers)
+            receive = _replay(verdict.body if verdict.body is not None else body, receive)
+        await self.app(scope, receive, self.send_with_plugins)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        limit = self.exchange.settings.max_body_bytes
+        chunks = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks += message.get("body", b"")
+            if len(chunks) > limit or not message.get("more_body", False):
+                # Past the limit, stop reading: the answer is 413 whatever follows.
+                return bytes(chunks)
+
+    async def send_with_plugins(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.headers = _decode_headers(message.get("headers", ()))
+            self.mode = self.exchange.response_mode(self.status, self.headers)
+            if self.mode is ResponseMode.PASS:
+                await self.send(message)
+            elif self.mode is ResponseMode.STREAM:
+                # Events may change size, so the length is no longer known.
+                headers = replace_header(self.headers, "content-length", None)
+                await self.send({**message, "headers": _encode_headers(headers)})
+            return  # buffered: the start goes out with the (possibly new) body
+        if kind != "http.response.body" or self.mode is ResponseMode.PASS:
+            await self.send(message)
+            return
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.mode is ResponseMode.STREAM:
+            await self._stream(body, more)
+        else:
+            await self._buffer(body, more)
+
+    async def _stream(self, body: bytes, more: bool) -> None:
+        exchange = self.exchange
+        out = await drive(self.manager, exchange.context, exchange.on_stream_chunk(body)) if body else b""
+        if not more:
+            out += await drive(self.manager, exchange.context, exchange.on_stream_end())
+        if out or not more:
+            await self.send({"type": "http.response.body", "body": out, "more_body": more})
+
+    async def _buffer(self, body: bytes, more: bool) -> None:
+        exchange = self.exchange
+        if not self.oversized:
+            self.buffer += body
+            self.oversized = len(self.buffer) > exchange.settings.max_response_bytes
+            if self.oversized:
+                self.buffer = bytearray()
+        if more:
+            return
+        if self.oversized:
+            reply = exchange.oversized_response()
+        else:
+            steps = exchange.on_response(self.status, self.headers, bytes(self.buffer))
+            reply = await drive(self.manager, exchange.context, steps)
+        await _send_reply(self.send, reply)
+
+
+def _request(scope: Scope) -> Request:
+    client = scope.get("client")
+    return Request(
+        method=scope["method"],
+        path=scope["path"],
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=_decode_headers(scope["headers"]),
+        client=f"{client[0]}:{client[1]}" if client else None,
+        user=_scope_user(scope),
+    )
+
+
+def _scope_user(scope: Scope) -> str | None:
+    user = scope.get("user")
+    if user is None:
+        return None
+    if isinstance(user, str):
+        return user
+    if getattr(user, "is_authenticated", False):
+        name = getattr(user, "display_name", None) or getattr(user, "identity", None)
+        return str(name) if name else None
+    return None
+
+
+def _content_length(headers: Headers) -> int | None:
+    for name, value in headers:
+        if name == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _decode_headers(raw: Any) -> Headers:
+    return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
+
+
+def _encode_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+def _rewrite(scope: Scope, forward: Forward, original_headers: Headers) -> Scope:
+    """The scope the app sees for a forwarded request."""
+    unchanged = forward.path is None and forward.query_string is None
+    if unchanged and forward.body is None and forward.headers is original_headers:
+        return scope
+    headers = forward.headers
+    if forward.body is not None:
+        headers = replace_header(headers, "content-length", str(len(forward.body)))
+        headers = replace_header(headers, "transfer-encoding", None)
+    scope = {**scope, "headers": _encode_headers(headers)}
+    if forward.path is not None:
+        scope["path"] = forward.path
+        scope["raw_path"] = forward.path.encode("utf-8")
+    if forward.query_string is not None:
+        scope["query_string"] = forward.query_string.encode("latin-1")
+    return scope
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app ``body`` once, then the real messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        # Streaming servers keep waiting here for http.disconnect: they must
+        # reach the real receive, or they spin on a finished body.
+        return await receive()
+
+    return replay
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    await send({"type": "http.response.start", "status": reply.status, "headers": _encode_headers(reply.headers)})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+async def _unset_send(message: Message) -> None:
+    raise RuntimeError("send used before the request started")

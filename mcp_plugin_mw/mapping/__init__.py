@@ -1,0 +1,1 @@
+"""Framework-free translation between HTTP messages and hook payloads."""

@@ -1,0 +1,100 @@
+"""
+Plain HTTP messages and hook payloads
+=====================================
+
+Header lists, media types, and the ``application/problem+json`` answers the
+middlewares give for blocked requests and for requests they refuse to handle
+(RFC 9457).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from ..models import PluginViolation
+
+__all__ = [
+    "Headers",
+    "header",
+    "is_json",
+    "media_type",
+    "problem",
+    "replace_header",
+    "violation_problem",
+]
+
+Headers = list[tuple[str, str]]
+"""Header pairs with lower-case names, in wire order."""
+
+_STATUS_TITLES = {
+    400: "Bad Request",
+    403: "Forbidden",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    504: "Gateway Timeout",
+}
+
+
+def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name`` (lower-case), or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def replace_header(headers: Iterable[tuple[str, str]], name: str, value: str | None) -> Headers:
+    """``headers`` with every ``name`` removed and, unless None, one ``value`` appended."""
+    kept = [(key, item) for key, item in headers if key != name]
+    if value is not None:
+        kept.append((name, value))
+    return kept
+
+
+def media_type(content_type: str | None) -> str:
+    """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``."""
+    if not content_type:
+        return ""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON (``application/json`` or ``+json``)."""
+    kind = media_type(content_type)
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def problem(status: int, detail: str, **extra: Any) -> tuple[int, Headers, bytes]:
+    """A problem+json response: status, headers and body."""
+    document = {"type": "about:blank", "title": _STATUS_TITLES.get(status, "Error"), "status": status}
+    document["detail"] = detail
+    document.update(extra)
+    body = orjson.dumps(document)
+    return status, [("content-type", "application/problem+json"), ("content-length", str(len(body)))], body
+
+
+def violation_problem(violation: PluginViolation) -> tuple[int, Headers, bytes]:
+    """The problem+json answer to a plain HTTP request a plugin blocked."""
+    status = violation.http_status_code or 403
+    status, headers, body = problem(
+        status,
+        violation.description or violation.reason,
+        code=violation.code,
+        plugin_name=violation.plugin_name,
+        details=violation.details,
+    )
+    return status, headers + retry_after(violation), body
+
+
+def retry_after(violation: PluginViolation) -> Headers:
+    """A ``Retry-After`` header when the violation says when to retry."""
+    seconds = violation.details.get("retry_after") if violation.details else None
+    if isinstance(seconds, int | float) and seconds >= 0:
+        return [("retry-after", str(max(1, round(seconds))))]
+    return []

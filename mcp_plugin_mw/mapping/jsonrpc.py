@@ -1,0 +1,242 @@
+"""
+MCP JSON-RPC messages and hook payloads
+=======================================
+
+Maps the three MCP requests that carry content to hooks, and back:
+
+=================  ======================  =======================
+method             request hook            response hook
+=================  ======================  =======================
+``tools/call``     ``tool_pre_invoke``     ``tool_post_invoke``
+``prompts/get``    ``prompt_pre_fetch``    ``prompt_post_fetch``
+``resources/read`` ``resource_pre_fetch``  ``resource_post_fetch``
+=================  ======================  =======================
+
+Everything else (notifications, client responses, other methods) is left
+alone. Messages are plain dicts as decoded by orjson; functions here return
+new dicts and never change the ones they are given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+
+from ..models import (
+    HookType,
+    PluginViolation,
+    PromptPosthookPayload,
+    PromptPrehookPayload,
+    ResourcePostFetchPayload,
+    ResourcePreFetchPayload,
+    ToolPostInvokePayload,
+    ToolPreInvokePayload,
+)
+
+__all__ = [
+    "RPC_HOOKS",
+    "PendingCall",
+    "apply_post",
+    "apply_pre",
+    "blocked_response",
+    "decode",
+    "encode",
+    "error_response",
+    "post_payload",
+    "pre_call",
+]
+
+RPC_HOOKS: dict[str, tuple[HookType, HookType]] = {
+    "tools/call": (HookType.TOOL_PRE_INVOKE, HookType.TOOL_POST_INVOKE),
+    "prompts/get": (HookType.PROMPT_PRE_FETCH, HookType.PROMPT_POST_FETCH),
+    "resources/read": (HookType.RESOURCE_PRE_FETCH, HookType.RESOURCE_POST_FETCH),
+}
+"""Method -> (request hook, response hook)."""
+
+PROTOCOL_META_KEY = "io.modelcontextprotocol/protocolVersion"
+RESULT_TYPE_SINCE = "2026-07-28"
+"""The first revision in which every result carries ``resultType``."""
+
+VIOLATION_META_KEY = "mcp-plugin-mw/violation"
+
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+NO_ID: Any = object()
+"""What :func:`response_id` returns for a message that is not a successful response."""
+
+
+@dataclasses.dataclass(slots=True)
+class PendingCall:
+    """A request whose response the response hook will see.
+
+    ``name`` is the tool or prompt name, or the resource URI, as the app
+    received it (after request hooks).
+    """
+
+    id: Any
+    method: str
+    name: str
+    post_hook: HookType
+    protocol_version: str | None
+
+
+def decode(body: bytes) -> Any:
+    """Decode a JSON body; None if it is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def encode(value: Any) -> bytes:
+    """Encode a JSON value compactly."""
+    return orjson.dumps(value)
+
+
+def is_request(message: Any) -> bool:
+    """A JSON-RPC request (has a method and an id), not a notification."""
+    return isinstance(message, dict) and isinstance(message.get("method"), str) and "id" in message
+
+
+def protocol_version(message: dict[str, Any], header: str | None) -> str | None:
+    """The MCP revision a request speaks: its ``_meta``, else the header."""
+    params = message.get("params")
+    if isinstance(params, dict):
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and isinstance(meta.get(PROTOCOL_META_KEY), str):
+            return str(meta[PROTOCOL_META_KEY])
+    return header
+
+
+def pre_call(message: Any) -> tuple[HookType, HookType, Any] | None:
+    """The request hook, response hook and payload for ``message``.
+
+    None when the message is not one of the mapped requests or its
+    ``params`` are not of the expected shape (the app will answer that).
+    """
+    if not is_request(message):
+        return None
+    hooks = RPC_HOOKS.get(message["method"])
+    params = message.get("params")
+    if hooks is None or not isinstance(params, dict):
+        return None
+    arguments = params.get("arguments")
+    if arguments is None:
+        arguments = {}
+    payload: Any
+    if hooks[0] is HookType.RESOURCE_PRE_FETCH:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            return None
+        payload = ResourcePreFetchPayload(uri=uri, metadata={k: v for k, v in params.items() if k != "uri"})
+    else:
+        name = params.get("name")
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            return None
+        if hooks[0] is HookType.TOOL_PRE_INVOKE:
+            payload = ToolPreInvokePayload(name=name, args=arguments)
+        else:
+            payload = PromptPrehookPayload(prompt_id=name, args=arguments)
+    return hooks[0], hooks[1], payload
+
+
+def entity_name(payload: Any) -> str:
+    """The tool name, prompt name or resource URI a request payload names."""
+    if isinstance(payload, ResourcePreFetchPayload):
+        return payload.uri
+    if isinstance(payload, PromptPrehookPayload):
+        return payload.prompt_id
+    return str(payload.name)
+
+
+def apply_pre(message: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """``message`` with its params replaced by what ``payload`` holds."""
+    params = dict(message["params"])
+    if isinstance(payload, ResourcePreFetchPayload):
+        params = {**payload.metadata, "uri": payload.uri}
+    else:
+        params["name"] = payload.name if isinstance(payload, ToolPreInvokePayload) else payload.prompt_id
+        if payload.args or "arguments" in params:
+            params["arguments"] = payload.args
+    return {**message, "params": params}
+
+
+def post_payload(pending: PendingCall, result: Any) -> Any:
+    """The response hook's payload for a successful ``result``."""
+    if pending.post_hook is HookType.TOOL_POST_INVOKE:
+        return ToolPostInvokePayload(name=pending.name, result=result)
+    if pending.post_hook is HookType.PROMPT_POST_FETCH:
+        return PromptPosthookPayload(prompt_id=pending.name, result=result)
+    return ResourcePostFetchPayload(uri=pending.name, content=result)
+
+
+def post_result(payload: Any) -> Any:
+    """The ``result`` a response hook's payload carries."""
+    if isinstance(payload, ResourcePostFetchPayload):
+        return payload.content
+    return payload.result
+
+
+def apply_post(message: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """``message`` with its result replaced by what ``payload`` holds."""
+    return {**message, "result": post_result(payload)}
+
+
+def response_id(message: Any) -> Any:
+    """The id of a successful JSON-RPC response, or a sentinel if it is none."""
+    if isinstance(message, dict) and "result" in message and "method" not in message:
+        return message.get("id", NO_ID)
+    return NO_ID
+
+
+def error_response(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """A JSON-RPC error response."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def violation_data(violation: PluginViolation) -> dict[str, Any]:
+    """The ``data`` member describing a violation (as ContextForge sends it)."""
+    return {
+        "plugin_name": violation.plugin_name,
+        "plugin_error_code": violation.code,
+        "description": violation.description or violation.reason,
+        "details": violation.details,
+    }
+
+
+def blocked_response(
+    request_id: Any,
+    method: str,
+    violation: PluginViolation,
+    *,
+    as_result: bool,
+    protocol: str | None,
+) -> dict[str, Any]:
+    """The answer to a request that a plugin blocked.
+
+    A JSON-RPC error by default; with ``as_result``, a ``tools/call`` is
+    answered with an ``isError`` tool result instead (plugin failures always
+    stay errors).
+    """
+    text = f"Plugin Violation: {violation.description or violation.reason}"
+    failed = violation.code in ("PLUGIN_ERROR", "PLUGIN_TIMEOUT")
+    if as_result and method == "tools/call" and not failed:
+        result: dict[str, Any] = {
+            "content": [{"type": "text", "text": text}],
+            "isError": True,
+            # _meta rather than structuredContent: a tool's outputSchema
+            # would make clients reject a structuredContent of our shape.
+            "_meta": {VIOLATION_META_KEY: violation_data(violation)},
+        }
+        if protocol is not None and protocol >= RESULT_TYPE_SINCE:
+            result["resultType"] = "complete"
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+    default = INTERNAL_ERROR if failed else INVALID_PARAMS
+    code = violation.mcp_error_code if violation.mcp_error_code is not None else default
+    return error_response(request_id, code, text, violation_data(violation))
