@@ -1,0 +1,411 @@
+"""
+Text filtering over payloads
+============================
+
+The machinery shared by the content plugins (PII, secrets, deny list, regex
+rewriting): a walker that applies a ``str -> str`` function to the text a
+payload carries, and :class:`TextFilterPlugin`, which turns such a function
+into hook methods for every hook.
+
+Which strings are text:
+
+* tool and prompt arguments: every string value, at any depth (keys are
+  left alone);
+* tool results: ``content[].text`` of ``text`` items, ``resource.text`` of
+  embedded ``resource`` items, and every string in ``structuredContent``;
+  ``image`` and ``audio`` data, ``blob`` and ``resource_link`` items are left
+  alone, as are the result's other fields (``isError``, ``_meta``, ...);
+* prompt results: ``description`` and ``messages[].content`` (as for tool
+  content items);
+* resource results: ``contents[].text``;
+* resource requests: the ``uri``, only for plugins that block or that
+  :attr:`~TextFilterPlugin.rewrites_uris` (masking a URI would fetch some
+  other resource);
+* HTTP bodies: JSON (a JSON media type, or no ``content-type`` and a body
+  that starts with ``{`` or ``[``) is parsed, walked and re-encoded; ``text/*``
+  is filtered as text in its charset; compressed and other bodies are left
+  alone.
+
+The walker keeps identity: when the function changes nothing, the very same
+payload object comes back, so the executor records the plugin as "passed";
+when something changes, only the containers on the path to the change are
+copied.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import orjson
+
+from ..models import (
+    Category,
+    HttpPostRequestPayload,
+    HttpPreRequestPayload,
+    PluginContext,
+    PluginResult,
+    PluginViolation,
+    PromptPosthookPayload,
+    PromptPrehookPayload,
+    ResourcePostFetchPayload,
+    ResourcePreFetchPayload,
+    ToolPostInvokePayload,
+    ToolPreInvokePayload,
+)
+from ..plugin import Plugin
+
+__all__ = [
+    "Findings",
+    "TextFilterPlugin",
+    "TextFunction",
+    "config_error",
+    "counted",
+    "labels",
+    "map_content_item",
+    "map_http_body",
+    "map_json",
+    "map_prompt_result",
+    "map_resource_result",
+    "map_tool_result",
+    "transform_payload",
+]
+
+TextFunction = Callable[[str], str]
+"""Returns its argument (the same object, or an equal string) when it changes nothing."""
+
+Findings = dict[str, int]
+"""What a filter found: a label (``"EMAIL"``, a rule id) and how many times."""
+
+_T = TypeVar("_T")
+
+
+def config_error(problems: list[tuple[str, str]]) -> ValueError:
+    """A ``ValueError`` in the same shape as ``_config.parse_config`` raises.
+
+    For checks made after the model validated (those that involve several
+    fields): ``problems`` are ``(field, message)`` pairs, ``field`` written as
+    ``rules[0].search``.
+    """
+    return ValueError("; ".join(f"config.{field}: {message}" for field, message in problems))
+
+
+# --------------------------------------------------------------------------
+# Walking JSON values
+# --------------------------------------------------------------------------
+
+
+def _changed(new: object, old: object) -> bool:
+    # Filters usually hand back the very same string; comparing is the
+    # fallback for those that rebuild an equal one.
+    return new is not old and new != old
+
+
+def map_json(value: Any, fn: TextFunction) -> Any:
+    """Apply ``fn`` to every string inside ``value`` (dict values, list items)."""
+    kind = type(value)
+    if kind is str:
+        new = fn(value)
+        return new if _changed(new, value) else value
+    if kind is dict:
+        copied: dict[Any, Any] | None = None
+        for key, item in value.items():
+            new_item = map_json(item, fn)
+            if new_item is not item:
+                if copied is None:
+                    copied = dict(value)
+                copied[key] = new_item
+        return value if copied is None else copied
+    if kind is list:
+        copied_list: list[Any] | None = None
+        for index, item in enumerate(value):
+            new_item = map_json(item, fn)
+            if new_item is not item:
+                if copied_list is None:
+                    copied_list = list(value)
+                copied_list[index] = new_item
+        return value if copied_list is None else copied_list
+    return value
+
+
+def _map_key(mapping: dict[str, Any], key: str, fn: Callable[[Any], Any]) -> dict[str, Any]:
+    """``mapping`` with ``fn`` applied to ``mapping[key]``; the same dict if nothing changed."""
+    if key not in mapping:
+        return mapping
+    old = mapping[key]
+    new = fn(old)
+    if new is old:
+        return mapping
+    return {**mapping, key: new}
+
+
+def _map_text(value: Any, fn: TextFunction) -> Any:
+    return map_json(value, fn) if type(value) is str else value
+
+
+def map_content_item(item: Any, fn: TextFunction) -> Any:
+    """Filter the text of one MCP content item (``text`` and ``resource`` items)."""
+    if type(item) is not dict:
+        return item
+    kind = item.get("type")
+    if kind == "text":
+        return _map_key(item, "text", lambda text: _map_text(text, fn))
+    if kind == "resource":
+        resource = item.get("resource")
+        if type(resource) is dict:
+            return _map_key(item, "resource", lambda res: _map_key(res, "text", lambda text: _map_text(text, fn)))
+    return item
+
+
+def _map_items(items: Any, fn: Callable[[Any], Any]) -> Any:
+    if type(items) is not list:
+        return fn(items)
+    copied: list[Any] | None = None
+    for index, item in enumerate(items):
+        new = fn(item)
+        if new is not item:
+            if copied is None:
+                copied = list(items)
+            copied[index] = new
+    return items if copied is None else copied
+
+
+def map_tool_result(result: Any, fn: TextFunction) -> Any:
+    """Filter a ``tools/call`` result: content items and ``structuredContent``.
+
+    A result that is not MCP-shaped (a bare string or list, a dict with
+    neither ``content`` nor ``structuredContent``) is walked as plain JSON.
+    """
+    if type(result) is dict and ("content" in result or "structuredContent" in result):
+        result = _map_key(result, "content", lambda items: _map_items(items, lambda i: map_content_item(i, fn)))
+        return _map_key(result, "structuredContent", lambda value: map_json(value, fn))
+    return map_json(result, fn)
+
+
+def map_prompt_result(result: Any, fn: TextFunction) -> Any:
+    """Filter a ``prompts/get`` result: ``description`` and each message's content."""
+    if type(result) is not dict:
+        return map_json(result, fn)
+
+    def message(item: Any) -> Any:
+        if type(item) is not dict:
+            return item
+        return _map_key(item, "content", lambda content: _map_items(content, lambda c: map_content_item(c, fn)))
+
+    result = _map_key(result, "description", lambda text: _map_text(text, fn))
+    return _map_key(result, "messages", lambda messages: _map_items(messages, message))
+
+
+def map_resource_result(content: Any, fn: TextFunction) -> Any:
+    """Filter a ``resources/read`` result: ``contents[].text`` (``blob`` is left alone)."""
+    if type(content) is dict:
+
+        def item(entry: Any) -> Any:
+            if type(entry) is not dict:
+                return entry
+            return _map_key(entry, "text", lambda text: _map_text(text, fn))
+
+        if "contents" in content:
+            return _map_key(content, "contents", lambda items: _map_items(items, item))
+        return item(content)
+    return map_json(content, fn)
+
+
+# --------------------------------------------------------------------------
+# HTTP bodies
+# --------------------------------------------------------------------------
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _is_json_media_type(media_type: str) -> bool:
+    return media_type.endswith(("/json", "+json"))
+
+
+def map_http_body(body: bytes, headers: list[tuple[str, str]], fn: TextFunction) -> bytes:
+    """Filter an HTTP body according to its ``content-type`` (see the module docstring).
+
+    Returns ``body`` itself when nothing changed or the body is not text.
+    """
+    if not body:
+        return body
+    encoding = _header(headers, "content-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        return body
+    content_type = _header(headers, "content-type")
+    media_type, _, params = (content_type or "").partition(";")
+    media_type = media_type.strip().lower()
+    if _is_json_media_type(media_type) or (content_type is None and body.lstrip()[:1] in (b"{", b"[")):
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            # Mislabelled or broken JSON is still text a filter may need to see.
+            return _map_text_body(body, "utf-8", fn) if content_type is not None else body
+        new = map_json(document, fn)
+        return body if new is document else orjson.dumps(new)
+    if media_type.startswith("text/"):
+        return _map_text_body(body, _charset(params), fn)
+    return body
+
+
+def _charset(params: str) -> str:
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+            try:
+                return codecs.lookup(charset).name
+            except LookupError:
+                return "utf-8"
+    return "utf-8"
+
+
+def _map_text_body(body: bytes, charset: str, fn: TextFunction) -> bytes:
+    try:
+        text = body.decode(charset)
+    except UnicodeDecodeError:
+        return body
+    new = fn(text)
+    if not _changed(new, text):
+        return body
+    try:
+        return new.encode(charset)
+    except UnicodeEncodeError:
+        # A replacement the charset cannot hold: fall back to what can carry it.
+        return new.encode(charset, errors="xmlcharrefreplace")
+
+
+# --------------------------------------------------------------------------
+# Payloads
+# --------------------------------------------------------------------------
+
+
+def transform_payload(payload: _T, fn: TextFunction, *, uri: bool = False) -> _T:
+    """Apply ``fn`` to the text ``payload`` carries; ``payload`` itself if nothing changed.
+
+    :param uri: also filter ``ResourcePreFetchPayload.uri``.
+    """
+    field: str
+    old: Any
+    new: Any
+    if isinstance(payload, ToolPreInvokePayload | PromptPrehookPayload):
+        field, old = "args", payload.args
+        new = map_json(old, fn)
+    elif isinstance(payload, ToolPostInvokePayload):
+        field, old = "result", payload.result
+        new = map_tool_result(old, fn)
+    elif isinstance(payload, PromptPosthookPayload):
+        field, old = "result", payload.result
+        new = map_prompt_result(old, fn)
+    elif isinstance(payload, ResourcePostFetchPayload):
+        field, old = "content", payload.content
+        new = map_resource_result(old, fn)
+    elif isinstance(payload, ResourcePreFetchPayload):
+        if not uri:
+            return payload
+        field, old = "uri", payload.uri
+        new = map_json(old, fn)
+    elif isinstance(payload, HttpPreRequestPayload | HttpPostRequestPayload):
+        field, old = "body", payload.body
+        new = map_http_body(old, payload.headers, fn)
+    else:
+        return payload
+    if new is old:
+        return payload
+    return payload.model_copy(update={field: new})  # type: ignore[attr-defined, no-any-return]
+
+
+# --------------------------------------------------------------------------
+# The plugin base
+# --------------------------------------------------------------------------
+
+
+class TextFilterPlugin(Plugin):
+    """A content plugin defined by what it does to one string.
+
+    Subclasses implement :meth:`filter_text` and :meth:`violation`, and set
+    ``self.blocks`` in their constructor; every hook then walks the payload's
+    text (see the module docstring). In blocking mode a payload with any
+    finding is refused with :meth:`violation`; otherwise a changed payload is
+    returned with the counts of what was found in the result's metadata,
+    under the plugin's name.
+    """
+
+    default_category: ClassVar[Category] = Category.CONTENT
+
+    rewrites_uris: ClassVar[bool] = False
+    """Whether masking applies to resource URIs (blocking always checks them)."""
+
+    blocks: bool = False
+    """Refuse payloads with findings instead of passing them on changed."""
+
+    def filter_text(self, text: str, found: Findings) -> str:
+        """Return ``text`` filtered, counting what was found into ``found``.
+
+        Return ``text`` itself when there is nothing to change (always, when
+        blocking: only the findings matter then).
+        """
+        raise NotImplementedError
+
+    def violation(self, found: Findings) -> PluginViolation:
+        """The violation for a blocked payload; it must not quote the payload."""
+        raise NotImplementedError
+
+    def process(self, payload: Any) -> PluginResult | None:
+        """Filter ``payload``: None when nothing was found, else a change or a block."""
+        found: Findings = {}
+        filter_text = self.filter_text
+        new = transform_payload(payload, lambda text: filter_text(text, found), uri=self.blocks or self.rewrites_uris)
+        if self.blocks:
+            return PluginResult(continue_processing=False, violation=self.violation(found)) if found else None
+        if new is payload:
+            return None
+        return PluginResult(modified_payload=new, metadata={self.name: {"found": found}})
+
+    def tool_pre_invoke(self, payload: ToolPreInvokePayload, context: PluginContext) -> PluginResult | None:
+        """Filter the tool's arguments."""
+        return self.process(payload)
+
+    def tool_post_invoke(self, payload: ToolPostInvokePayload, context: PluginContext) -> PluginResult | None:
+        """Filter the tool's result."""
+        return self.process(payload)
+
+    def prompt_pre_fetch(self, payload: PromptPrehookPayload, context: PluginContext) -> PluginResult | None:
+        """Filter the prompt's arguments."""
+        return self.process(payload)
+
+    def prompt_post_fetch(self, payload: PromptPosthookPayload, context: PluginContext) -> PluginResult | None:
+        """Filter the rendered prompt's messages."""
+        return self.process(payload)
+
+    def resource_pre_fetch(self, payload: ResourcePreFetchPayload, context: PluginContext) -> PluginResult | None:
+        """Check (or, with :attr:`rewrites_uris`, rewrite) the resource URI."""
+        return self.process(payload)
+
+    def resource_post_fetch(self, payload: ResourcePostFetchPayload, context: PluginContext) -> PluginResult | None:
+        """Filter the resource's text contents."""
+        return self.process(payload)
+
+    def http_pre_request(self, payload: HttpPreRequestPayload, context: PluginContext) -> PluginResult | None:
+        """Filter a plain HTTP request body."""
+        return self.process(payload)
+
+    def http_post_request(self, payload: HttpPostRequestPayload, context: PluginContext) -> PluginResult | None:
+        """Filter a plain HTTP response body."""
+        return self.process(payload)
+
+
+def counted(found: Findings, label: str, times: int = 1) -> None:
+    """Add ``times`` findings of ``label``."""
+    found[label] = found.get(label, 0) + times
+
+
+def labels(found: Mapping[str, int]) -> list[str]:
+    """The labels in ``found``, sorted, for violation details."""
+    return sorted(found)
