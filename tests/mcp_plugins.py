@@ -78,7 +78,9 @@ class PromptPolish(Plugin):
         name = payload.args.get("name")
         if not isinstance(name, str):
             return PluginResult()
-        return PluginResult(modified_payload=payload.model_copy(update={"args": {**payload.args, "name": name.title()}}))
+        return PluginResult(
+            modified_payload=payload.model_copy(update={"args": {**payload.args, "name": name.title()}})
+        )
 
     def prompt_post_fetch(self, payload: PromptPosthookPayload, context: PluginContext) -> PluginResult:
         messages: list[dict[str, Any]] = []
@@ -86,7 +88,9 @@ class PromptPolish(Plugin):
             content = dict(message["content"])
             content["text"] = content["text"] + " [checked]"
             messages.append({**message, "content": content})
-        return PluginResult(modified_payload=payload.model_copy(update={"result": {**payload.result, "messages": messages}}))
+        return PluginResult(
+            modified_payload=payload.model_copy(update={"result": {**payload.result, "messages": messages}})
+        )
 
 
 class ResourceRedirect(Plugin):
@@ -99,4 +103,6 @@ class ResourceRedirect(Plugin):
 
     def resource_post_fetch(self, payload: ResourcePostFetchPayload, context: PluginContext) -> PluginResult:
         contents = [{**item, "text": f"<<{item['text']}>>"} for item in payload.content["contents"]]
-        return PluginResult(modified_payload=payload.model_copy(update={"content": {**payload.content, "contents": contents}}))
+        return PluginResult(
+            modified_payload=payload.model_copy(update={"content": {**payload.content, "contents": contents}})
+        )

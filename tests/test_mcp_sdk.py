@@ -108,15 +108,17 @@ def served(json_response: bool, config: Any = None) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def connect(transport: str, json_response: bool, mode: str) -> AsyncIterator[Client]:
     if transport == "asgi":
-        async with in_process(json_response) as (url, http), Client(
-            streamable_http_client(url, http_client=http), mode=mode
-        ) as client:
+        async with (
+            in_process(json_response) as (url, http),
+            Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+        ):
             yield client
     else:
         with served(json_response) as url:
-            async with httpx2.AsyncClient(timeout=httpx2.Timeout(10.0)) as http, Client(
-                streamable_http_client(url, http_client=http), mode=mode
-            ) as client:
+            async with (
+                httpx2.AsyncClient(timeout=httpx2.Timeout(10.0)) as http,
+                Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+            ):
                 yield client
 
 
@@ -196,9 +198,10 @@ async def test_first_event_streams_before_the_last_is_produced(mode: str) -> Non
             gate.set()
 
     with served(json_response=False) as url:
-        async with httpx2.AsyncClient(timeout=httpx2.Timeout(20.0)) as http, Client(
-            streamable_http_client(url, http_client=http), mode=mode
-        ) as client:
+        async with (
+            httpx2.AsyncClient(timeout=httpx2.Timeout(20.0)) as http,
+            Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+        ):
             result = await client.call_tool("gated", {}, progress_callback=on_progress)
     assert texts(result) == ["RELEASED"]
     assert firsts == ["first", "second"]
@@ -207,9 +210,10 @@ async def test_first_event_streams_before_the_last_is_produced(mode: str) -> Non
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_block_as_tool_result(mode: str) -> None:
     config = {**PLUGINS, "plugin_settings": {"block_tools_as_result": True}}
-    async with in_process(True, config) as (url, http), Client(
-        streamable_http_client(url, http_client=http), mode=mode
-    ) as client:
+    async with (
+        in_process(True, config) as (url, http),
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
         result = await client.call_tool("echo", {"text": "forbidden"})
         assert result.is_error is True
         assert texts(result) == ["Plugin Violation: the word 'forbidden' is not allowed"]
@@ -219,9 +223,10 @@ async def test_block_as_tool_result(mode: str) -> None:
 
 async def test_plugin_error_is_internal_error_without_traceback() -> None:
     config = {"plugins": [{"name": "broken", "kind": "tests.mcp_plugins_broken.Broken"}]}
-    async with in_process(True, config) as (url, http), Client(
-        streamable_http_client(url, http_client=http), mode="auto"
-    ) as client:
+    async with (
+        in_process(True, config) as (url, http),
+        Client(streamable_http_client(url, http_client=http), mode="auto") as client,
+    ):
         with pytest.raises(MCPError) as caught:
             await client.call_tool("echo", {"text": "x"})
         assert caught.value.code == -32603
