@@ -284,6 +284,14 @@ class Executor:
                     result = await asyncio.wrap_future(pending)
         except TimeoutError as exc:
             return None, exc, timeout.expired(), perf_counter() - start
+        except asyncio.CancelledError as exc:
+            # A plugin that awaited something cancelled fails like any other
+            # (as it does on the sync path); only the caller's own
+            # cancellation propagates.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return None, exc, False, perf_counter() - start
         except Exception as exc:
             return None, exc, False, perf_counter() - start
         return result, None, False, perf_counter() - start
