@@ -104,7 +104,7 @@ class _Responder:
                 await _send_reply(send, exchange.too_large())
                 return
             try:
-                verdict = await drive(self.manager, exchange.context, exchange.on_request(body))
+                verdict = await drive(self.manager, exchange.on_request(body))
             except Exception:
                 logger.exception("mcp-plugin-mw failed on a request to %s", scope["path"])
                 await _send_reply(send, Reply(*problem(500, "the request could not be processed")))
@@ -153,9 +153,9 @@ class _Responder:
 
     async def _stream(self, body: bytes, more: bool) -> None:
         exchange = self.exchange
-        out = await drive(self.manager, exchange.context, exchange.on_stream_chunk(body)) if body else b""
+        out = await drive(self.manager, exchange.on_stream_chunk(body)) if body else b""
         if not more:
-            out += await drive(self.manager, exchange.context, exchange.on_stream_end())
+            out += await drive(self.manager, exchange.on_stream_end())
         if out or not more:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
 
@@ -172,7 +172,7 @@ class _Responder:
             reply = exchange.oversized_response()
         else:
             steps = exchange.on_response(self.status, self.headers, bytes(self.buffer))
-            reply = await drive(self.manager, exchange.context, steps)
+            reply = await drive(self.manager, steps)
         await _send_reply(self.send, reply)
 
 

@@ -82,7 +82,7 @@ class WSGIPluginMiddleware:
             if len(body) > exchange.settings.max_body_bytes:
                 return _reply(start_response, exchange.too_large())
             try:
-                verdict = drive_sync(self.manager, exchange.context, exchange.on_request(body))
+                verdict = drive_sync(self.manager, exchange.on_request(body))
             except Exception:
                 logger.exception("mcp-plugin-mw failed on a request to %s", path)
                 return _reply(start_response, Reply(*problem(500, "the request could not be processed")))
@@ -129,7 +129,7 @@ class _Response:
             yield from self._emit(chunk)
         yield from self._emit(b"")
         if self.mode is ResponseMode.STREAM:
-            tail = drive_sync(self.manager, self.exchange.context, self.exchange.on_stream_end())
+            tail = drive_sync(self.manager, self.exchange.on_stream_end())
             if tail:
                 yield tail
         elif self.mode is ResponseMode.BUFFER:
@@ -142,7 +142,7 @@ class _Response:
                 if piece:
                     yield piece
             elif self.mode is ResponseMode.STREAM:
-                out = drive_sync(self.manager, self.exchange.context, self.exchange.on_stream_chunk(piece))
+                out = drive_sync(self.manager, self.exchange.on_stream_chunk(piece))
                 if out:
                     yield out
             elif not self.oversized:
@@ -158,7 +158,7 @@ class _Response:
             reply = exchange.oversized_response()
         else:
             steps = exchange.on_response(status, self.headers, bytes(self.buffer))
-            reply = drive_sync(self.manager, exchange.context, steps)
+            reply = drive_sync(self.manager, steps)
         line = self.status_line if reply.status == status else _status_line(reply.status)
         self.start_response(line, reply.headers, self.exc_info)
         return reply.body

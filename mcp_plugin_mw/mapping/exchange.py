@@ -35,7 +35,7 @@ from .sse import SSEEvent, SSEParser, encode_event, reencode
 
 __all__ = ["Exchange", "Forward", "Reply", "ResponseMode", "Steps", "drive", "drive_sync"]
 
-Steps = Generator[tuple[HookType, Any], HookResult, Any]
+Steps = Generator[tuple[HookType, Any, GlobalContext], HookResult, Any]
 
 _PRE_HOOKS = tuple(hooks[0] for hooks in jsonrpc.RPC_HOOKS.values())
 _POST_HOOKS = tuple(hooks[1] for hooks in jsonrpc.RPC_HOOKS.values())
@@ -162,7 +162,7 @@ class Exchange:
                 client=request.client,
                 body=body,
             )
-            result = yield HookType.HTTP_PRE_REQUEST, payload
+            result = yield HookType.HTTP_PRE_REQUEST, payload, self.context
             if not result.continue_processing:
                 return self._block_http(result.violation)
             changed = result.modified_payload
@@ -199,8 +199,11 @@ class Exchange:
             self.is_rpc = True
             pre_hook, post_hook, payload = mapped
             protocol = jsonrpc.protocol_version(message, version_header)
+            # Each member of a batch is its own exchange for the plugins: state
+            # one member's pre hook leaves must reach only that member's post hook.
+            context = dataclasses.replace(self.context, plugin_contexts={}) if batch else self.context
             if has(pre_hook):
-                result = yield pre_hook, payload
+                result = yield pre_hook, payload, context
                 if not result.continue_processing:
                     changed = True
                     self.injected.append(self._blocked(message["id"], message["method"], result.violation, protocol))
@@ -214,7 +217,7 @@ class Exchange:
                         renamed = jsonrpc.entity_name(payload)
             if has(post_hook):
                 call = jsonrpc.PendingCall(
-                    message["id"], message["method"], jsonrpc.entity_name(payload), post_hook, protocol
+                    message["id"], message["method"], jsonrpc.entity_name(payload), post_hook, protocol, context
                 )
                 self.pending[_id_key(message["id"])] = call
             kept.append(message)
@@ -285,7 +288,7 @@ class Exchange:
                 headers=reply.headers,
                 body=reply.body,
             )
-            result = yield HookType.HTTP_POST_REQUEST, payload
+            result = yield HookType.HTTP_POST_REQUEST, payload, self.context
             if not result.continue_processing:
                 return self._block_http(result.violation)
             changed = result.modified_payload
@@ -341,7 +344,7 @@ class Exchange:
         if call is None:
             return None
         original = message["result"]
-        result = yield call.post_hook, jsonrpc.post_payload(call, original)
+        result = yield call.post_hook, jsonrpc.post_payload(call, original), call.context
         if not result.continue_processing:
             return self._blocked(call.id, call.method, result.violation, call.protocol_version)
         if result.modified_payload is None:
@@ -390,21 +393,21 @@ def _id_key(request_id: Any) -> tuple[bool, Any]:
     return isinstance(request_id, str), request_id
 
 
-async def drive(manager: PluginManager, context: GlobalContext, steps: Steps) -> Any:
+async def drive(manager: PluginManager, steps: Steps) -> Any:
     """Run ``steps`` with ``await manager.invoke``; returns their value."""
     try:
-        hook, payload = next(steps)
+        hook, payload, context = next(steps)
         while True:
-            hook, payload = steps.send(await manager.invoke(hook, payload, context))
+            hook, payload, context = steps.send(await manager.invoke(hook, payload, context))
     except StopIteration as done:
         return done.value
 
 
-def drive_sync(manager: PluginManager, context: GlobalContext, steps: Steps) -> Any:
+def drive_sync(manager: PluginManager, steps: Steps) -> Any:
     """Run ``steps`` with ``manager.invoke_sync``; returns their value."""
     try:
-        hook, payload = next(steps)
+        hook, payload, context = next(steps)
         while True:
-            hook, payload = steps.send(manager.invoke_sync(hook, payload, context))
+            hook, payload, context = steps.send(manager.invoke_sync(hook, payload, context))
     except StopIteration as done:
         return done.value

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from ..models import (
+    GlobalContext,
     HookType,
     PluginViolation,
     PromptPosthookPayload,
@@ -81,6 +82,8 @@ class PendingCall:
     name: str
     post_hook: HookType
     protocol_version: str | None
+    context: GlobalContext
+    """The context the request hook ran with; the response hook gets it too."""
 
 
 def decode(body: bytes) -> Any:
