@@ -29,7 +29,7 @@ from .config import ConfigError, ConfigSource, load_config
 from .executor import Executor
 from .loader import PluginLoadError, load_plugin
 from .models import Config, GlobalContext, HookResult, HookType, PluginSettings
-from .plugin import Plugin
+from .plugin import Plugin, PluginStatus
 
 __all__ = ["PluginManager"]
 
@@ -102,6 +102,10 @@ class PluginManager:
         with self._lock:
             self._plugins.append(plugin)
             self._executor = Executor(self._plugins, self.settings)
+
+    def status(self) -> dict[str, PluginStatus]:
+        """Each plugin's health, by name, in configuration order."""
+        return {plugin.name: plugin.status() for plugin in self._plugins}
 
     def has_hooks_for(self, hook: HookType | str) -> bool:
         """Whether any plugin would run on ``hook``; cheap enough for every request."""

@@ -23,12 +23,30 @@ timeout holds and an event loop is never stalled.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from .models import Category, HookType, PluginConfig, PluginMode
 
-__all__ = ["Plugin", "implemented_hooks"]
+__all__ = ["Plugin", "PluginStatus", "implemented_hooks"]
+
+
+@dataclasses.dataclass(slots=True)
+class PluginStatus:
+    """A plugin's health as reported by :meth:`PluginManager.status`.
+
+    Out-of-process plugins fill in ``healthy``, ``restarts``, ``last_error``
+    and ``last_latency`` (seconds); in-process plugins are healthy once loaded.
+    """
+
+    name: str
+    kind: str
+    loaded: bool = True
+    healthy: bool = True
+    restarts: int = 0
+    last_error: str | None = None
+    last_latency: float | None = None
 
 
 class Plugin:
@@ -83,6 +101,10 @@ class Plugin:
     def shutdown(self) -> Awaitable[None] | None:
         """Release resources; called once when the manager closes."""
         return None
+
+    def status(self) -> PluginStatus:
+        """This plugin's health; out-of-process plugins override it."""
+        return PluginStatus(name=self.name, kind=self._plugin_config.kind)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
