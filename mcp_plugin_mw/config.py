@@ -86,7 +86,11 @@ def load_config(
     if source is None and env.get(ENV_PREFIX + "CONFIG"):
         source = env[ENV_PREFIX + "CONFIG"]
     if isinstance(source, Config):
-        raw: dict[str, Any] = source.model_dump(mode="json", exclude_unset=True)
+        # ``required`` already became ``mode`` when the object was built;
+        # dumping both would read back as "give either, not both".
+        raw: dict[str, Any] = source.model_dump(
+            mode="json", exclude_unset=True, exclude={"plugins": {"__all__": {"required"}}}
+        )
         label = "Config object"
     elif isinstance(source, Mapping):
         raw = dict(source)
@@ -148,8 +152,10 @@ def _expand(value: Any, path: str, env: Mapping[str, str], problems: list[str]) 
             if match.group(0) == "$${":
                 return "${"
             name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
+            value = env.get(name)
+            # As in the shell, ``:-`` takes the default when unset or empty.
+            if value is not None and (value or default is None):
+                return value
             if default is not None:
                 return default
             problems.append(f"{path or '<top>'}: environment variable {name} is not set and has no default")
