@@ -97,3 +97,7 @@ def call(request: pytest.FixtureRequest) -> Call:
         return await in_thread(manager.invoke_sync, hook, payload, context)
 
     return call
+
+
+# A real Redis server for the rate limiter tests.
+from tests.redis_fixture import redis_server, redis_url  # noqa: E402, F401
