@@ -97,6 +97,9 @@ class PluginManager:
         """
         if any(existing.name == plugin.name for existing in self._plugins):
             raise ValueError(f"a plugin named {plugin.name!r} is already registered")
+        missing = [hook.value for hook in plugin.hooks if not callable(getattr(plugin, hook.value, None))]
+        if missing:
+            raise ValueError(f"plugin {plugin.name!r} lists hooks it does not implement: {', '.join(missing)}")
         if self._ready:
             _run_blocking(plugin.initialize())
         with self._lock:
