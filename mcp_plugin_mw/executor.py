@@ -22,8 +22,9 @@ Runs the plugins subscribed to a hook, in order, on one payload:
   other categories that may not modify.
 
 The same rules run two ways: :meth:`Executor.run` on the caller's event loop,
-and :meth:`Executor.run_sync` on the caller's thread with async plugins
-handed to the process's background loop. Everything a hook needs is worked
+and :meth:`Executor.run_sync` on the caller's thread. A hook whose chain holds
+an async plugin is run by ``run_sync`` on the process's background loop in
+one hop (a hop per plugin would cost a thread handoff each). Everything a hook needs is worked
 out once at construction, so a call does no lookups and no parsing.
 """
 
@@ -37,7 +38,7 @@ import inspect
 import itertools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -183,6 +184,7 @@ class Executor:
         self._chains: dict[HookType, tuple[_Step, ...]] = {
             hook: self._steps(sorted(found, key=lambda e: e.sort_key)) for hook, found in entries.items()
         }
+        self._needs_loop = {hook: any(entry.is_async for entry in found) for hook, found in entries.items()}
 
     def has_hooks_for(self, hook: HookType | str) -> bool:
         """Whether any plugin would run on ``hook``."""
@@ -249,7 +251,13 @@ class Executor:
         return run.result()
 
     def run_sync(self, hook: HookType, payload: Any, context: GlobalContext) -> HookResult:
-        """Run ``hook``'s chain on the caller's thread."""
+        """Run ``hook``'s chain on the caller's thread, or on the background loop if it holds async plugins."""
+        if self._needs_loop[hook]:
+            if _threads.in_background_loop():
+                raise RuntimeError("invoke_sync() called from the background loop; use 'await invoke()'")
+            return asyncio.run_coroutine_threadsafe(
+                self.run(hook, payload, context), _threads.background_loop()
+            ).result()
         run = _Run(hook, payload, context)
         for step in self._chains[hook]:
             if len(step) == 1:
@@ -274,14 +282,27 @@ class Executor:
         start = perf_counter()
         if not entry.is_async and not entry.in_thread:
             return _call_inline(entry, payload, plugin_context, start)
+        awaitable: Any
+        if entry.is_async:
+            # Most async hooks finish without suspending. Step the coroutine
+            # once by hand: if it is done, no timer was needed, and arming
+            # asyncio.timeout would have been half the cost of the call.
+            coroutine = entry.method(payload, plugin_context)
+            try:
+                suspended_on = coroutine.send(None)
+            except StopIteration as done:
+                return done.value, None, False, perf_counter() - start
+            except (Exception, asyncio.CancelledError) as exc:
+                # Nothing was awaited yet, so a CancelledError is the plugin's
+                # own failure, never the caller being cancelled.
+                return None, exc, False, perf_counter() - start
+            awaitable = _Resume(coroutine, suspended_on)
+        else:
+            awaitable = asyncio.wrap_future(_threads.daemon_pool().submit(entry.method, payload, plugin_context))
         timeout = asyncio.timeout(entry.timeout)
         try:
             async with timeout:
-                if entry.is_async:
-                    result = await entry.method(payload, plugin_context)
-                else:
-                    pending = _threads.daemon_pool().submit(entry.method, payload, plugin_context)
-                    result = await asyncio.wrap_future(pending)
+                result = await awaitable
         except TimeoutError as exc:
             return None, exc, timeout.expired(), perf_counter() - start
         except asyncio.CancelledError as exc:
@@ -299,7 +320,7 @@ class Executor:
     def _call_sync(self, entry: _Entry, payload: Any, context: GlobalContext) -> _Call:
         plugin_context = _plugin_context(entry, context)
         start = perf_counter()
-        if not entry.is_async and not entry.in_thread:
+        if not entry.in_thread:
             return _call_inline(entry, payload, plugin_context, start)
         future = self._submit(entry, payload, plugin_context)
         return _wait(future, entry, start)
@@ -309,7 +330,7 @@ class Executor:
         pending: dict[int, concurrent.futures.Future[Any]] = {}
         calls: dict[int, _Call] = {}
         for index, entry in enumerate(batch):
-            if entry.is_async or entry.in_thread:
+            if entry.in_thread:
                 pending[index] = self._submit(entry, payload, _plugin_context(entry, context))
         for index, entry in enumerate(batch):
             if index not in pending:
@@ -319,11 +340,6 @@ class Executor:
         return [calls[index] for index in range(len(batch))]
 
     def _submit(self, entry: _Entry, payload: Any, plugin_context: PluginContext) -> concurrent.futures.Future[Any]:
-        if entry.is_async:
-            if _threads.in_background_loop():
-                raise RuntimeError("invoke_sync() called from the background loop; use 'await invoke()'")
-            coroutine = _with_timeout(entry.method(payload, plugin_context), entry.timeout)
-            return asyncio.run_coroutine_threadsafe(coroutine, _threads.background_loop())
         return _threads.daemon_pool().submit(entry.method, payload, plugin_context)
 
     # ------------------------------------------------------------------
@@ -403,6 +419,39 @@ class Executor:
         return True
 
 
+class _Resume:
+    """Awaits a coroutine that was already stepped once and is suspended.
+
+    Yields what the coroutine yielded to the running task, and passes the
+    task's answers (and cancellation) back in, exactly as ``await`` would.
+    """
+
+    __slots__ = ("coroutine", "suspended_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], suspended_on: Any) -> None:
+        self.coroutine = coroutine
+        self.suspended_on = suspended_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, pending = self.coroutine, self.suspended_on
+        while True:
+            try:
+                answer = yield pending
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = coroutine.throw(exc)
+                except StopIteration as done:
+                    return done.value
+                continue
+            try:
+                pending = coroutine.send(answer)
+            except StopIteration as done:
+                return done.value
+
+
 def _applies(entry: _Entry, run: _Run) -> bool:
     return any(condition.matches(run.hook, run.payload, run.context) for condition in entry.conditions)
 
@@ -427,19 +476,11 @@ def _call_inline(entry: _Entry, payload: Any, plugin_context: PluginContext, sta
 
 
 def _wait(future: concurrent.futures.Future[Any], entry: _Entry, start: float) -> _Call:
-    # A coroutine carries its own asyncio timeout; the margin only matters if
-    # the background loop itself is stuck.
-    timeout = entry.timeout + 0.5 if entry.is_async else entry.timeout
     try:
-        result = future.result(timeout)
+        result = future.result(entry.timeout)
     except TimeoutError as exc:
         future.cancel()
         return None, exc, True, perf_counter() - start
     except Exception as exc:
         return None, exc, False, perf_counter() - start
     return result, None, False, perf_counter() - start
-
-
-async def _with_timeout(coroutine: Awaitable[Any], timeout: float) -> Any:
-    async with asyncio.timeout(timeout):
-        return await coroutine
