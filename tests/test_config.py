@@ -155,7 +155,10 @@ def test_variable_expansion(value, environ, expected):
 
 def test_expanded_values_are_validated_like_written_ones():
     config = load_config(
-        {"plugin_settings": {"plugin_timeout": "${T}"}, "plugins": [{"name": "a", "kind": "x.Y", "priority": "${P:-7}"}]},
+        {
+            "plugin_settings": {"plugin_timeout": "${T}"},
+            "plugins": [{"name": "a", "kind": "x.Y", "priority": "${P:-7}"}],
+        },
         environ={"T": "2.5"},
     )
     assert config.plugin_settings.plugin_timeout == 2.5
@@ -384,7 +387,10 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
             {"plugins": [{"name": "a", "kind": "x.Y", "priority": "high"}]},
             "plugins[0].priority: Input should be a valid integer, unable to parse string as an integer",
         ),
-        ({"plugins": [{"name": "a", "kind": "x.Y", "timeout": 0}]}, "plugins[0].timeout: Input should be greater than 0"),
+        (
+            {"plugins": [{"name": "a", "kind": "x.Y", "timeout": 0}]},
+            "plugins[0].timeout: Input should be greater than 0",
+        ),
         ({"plugins": {"name": "a"}}, "plugins: Input should be a valid list"),
         (
             {"plugins": [{"name": "a", "kind": "x.Y", "hooks": ["tool_pre_invoke", "tool_pre_call"]}]},

@@ -346,7 +346,13 @@ async def test_timeout_holds_for_a_blocking_sync_plugin_that_never_returns(make_
     entered = threading.Event()
     manager = make_manager(
         [
-            entry("stuck", "Stuck", timeout=0.2, mode="enforce_ignore_error", config={"release": release, "entered": entered}),
+            entry(
+                "stuck",
+                "Stuck",
+                timeout=0.2,
+                mode="enforce_ignore_error",
+                config={"release": release, "entered": entered},
+            ),
             entry("after", "Append", config={"suffix": "!"}),
         ]
     )
@@ -390,7 +396,9 @@ async def test_per_plugin_timeout_overrides_plugin_timeout(make_manager, call):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("category", ["observability", "authentication", "authorization", "rate_limiting", "validation", "audit"])
+@pytest.mark.parametrize(
+    "category", ["observability", "authentication", "authorization", "rate_limiting", "validation", "audit"]
+)
 async def test_change_from_a_category_that_may_not_modify_is_dropped(make_manager, call, category, caplog):
     manager = make_manager([entry("changer", "Append", category=category, config={"suffix": "!"})])
     result = await call(manager, "tool_pre_invoke", tool_pre("x"))
@@ -416,7 +424,9 @@ async def test_default_category_comes_from_the_class(make_manager, call):
 
 @pytest.mark.parametrize("category", ["observability", "audit"])
 async def test_block_from_a_category_that_may_not_block_is_not_obeyed(make_manager, call, category):
-    manager = make_manager([entry("blocker", "Blocker", category=category), entry("after", "Append", config={"suffix": "!"})])
+    manager = make_manager(
+        [entry("blocker", "Blocker", category=category), entry("after", "Append", config={"suffix": "!"})]
+    )
     context = GlobalContext(request_id="r")
     result = await call(manager, "tool_pre_invoke", tool_pre("x"), context)
     assert result.continue_processing
@@ -549,13 +559,25 @@ CONDITION_CASES = [
     ([{"tools": ["search"]}], "tool_pre_invoke", tool_pre(name="search_web"), {}, False),  # whole-name glob
     ([{"prompts": ["greet?"]}], "prompt_pre_fetch", PromptPrehookPayload(prompt_id="greet1"), {}, True),
     ([{"prompts": ["greet?"]}], "prompt_post_fetch", PromptPosthookPayload(prompt_id="farewell"), {}, False),
-    ([{"resources": ["file:///etc/*"]}], "resource_pre_fetch", ResourcePreFetchPayload(uri="file:///etc/motd"), {}, True),
+    (
+        [{"resources": ["file:///etc/*"]}],
+        "resource_pre_fetch",
+        ResourcePreFetchPayload(uri="file:///etc/motd"),
+        {},
+        True,
+    ),
     ([{"resources": ["file:///etc/*"]}], "resource_post_fetch", ResourcePostFetchPayload(uri="https://x/y"), {}, False),
     ([{"user_patterns": ["^admin_"]}], "tool_pre_invoke", tool_pre(), {"user": "admin_bob"}, True),
     ([{"user_patterns": ["^admin_"]}], "tool_pre_invoke", tool_pre(), {"user": "bob_admin_"}, False),
     ([{"user_patterns": ["admin"]}], "tool_pre_invoke", tool_pre(), {"user": "super-admin-2"}, True),  # search
     ([{"user_patterns": [".*"]}], "tool_pre_invoke", tool_pre(), {}, False),  # no user, no match
-    ([{"content_types": ["application/json"]}], "tool_pre_invoke", tool_pre(), {"content_type": "application/json; charset=utf-8"}, True),
+    (
+        [{"content_types": ["application/json"]}],
+        "tool_pre_invoke",
+        tool_pre(),
+        {"content_type": "application/json; charset=utf-8"},
+        True,
+    ),
     ([{"content_types": ["text/*"]}], "tool_pre_invoke", tool_pre(), {"content_type": "text/plain"}, True),
     ([{"content_types": ["text/*"]}], "tool_pre_invoke", tool_pre(), {"content_type": "application/json"}, False),
     # OR across list items.
@@ -566,7 +588,13 @@ CONDITION_CASES = [
     ([{"tools": ["a"], "user_patterns": ["^x"]}], "tool_pre_invoke", tool_pre(name="a"), {"user": "xavier"}, True),
     ([{"tools": ["a"], "user_patterns": ["^x"]}], "tool_pre_invoke", tool_pre(name="a"), {"user": "yves"}, False),
     ([{"tools": ["a"], "user_patterns": ["^x"]}], "tool_pre_invoke", tool_pre(name="b"), {"user": "xavier"}, False),
-    ([{"server_ids": ["s"], "tenant_ids": ["t"]}], "tool_pre_invoke", tool_pre(), {"server_id": "s", "tenant_id": "u"}, False),
+    (
+        [{"server_ids": ["s"], "tenant_ids": ["t"]}],
+        "tool_pre_invoke",
+        tool_pre(),
+        {"server_id": "s", "tenant_id": "u"},
+        False,
+    ),
     # A condition naming only other kinds of entity does not match.
     ([{"prompts": ["*"]}], "tool_pre_invoke", tool_pre(), {}, False),
     ([{"tools": ["*"]}], "resource_pre_fetch", ResourcePreFetchPayload(uri="file:///x"), {}, False),

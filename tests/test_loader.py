@@ -7,8 +7,7 @@ from importlib.metadata import EntryPoint, EntryPoints
 
 import pytest
 
-from mcp_plugin_mw import Category, ConfigError, HookType, Plugin, PluginConfig, PluginManager
-from mcp_plugin_mw import loader
+from mcp_plugin_mw import Category, ConfigError, HookType, Plugin, PluginConfig, PluginManager, loader
 from mcp_plugin_mw.loader import ENTRY_POINT_GROUP, PluginLoadError, load_plugin, register_kind, resolve_class
 from tests import sample_plugins
 from tests.sample_plugins import entry, tool_pre
@@ -26,9 +25,7 @@ def test_class_paths(kind):
 
 
 def test_entry_point_names(monkeypatch):
-    points = EntryPoints(
-        [EntryPoint(name="upper", value="tests.sample_plugins:Upper", group=ENTRY_POINT_GROUP)]
-    )
+    points = EntryPoints([EntryPoint(name="upper", value="tests.sample_plugins:Upper", group=ENTRY_POINT_GROUP)])
     monkeypatch.setattr(loader, "entry_points", lambda **selection: points.select(**selection))
     assert resolve_class("upper") is sample_plugins.Upper
     manager = PluginManager({"plugins": [{"name": "u", "kind": "upper"}]}, environ={})

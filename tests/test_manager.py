@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mcp_plugin_mw import GlobalContext, HookType, PluginConfig, PluginManager
+from mcp_plugin_mw import GlobalContext, HookType, PluginConfig
 from mcp_plugin_mw.models import Outcome
 from tests.conftest import in_thread
 from tests.sample_plugins import BOUND, AsyncLifecycle, Lifecycle, Upper, entry, tool_post, tool_pre
@@ -167,7 +167,9 @@ async def test_initialize_failure_is_raised_and_never_passes_traffic(make_manage
 
 
 async def test_one_failing_shutdown_does_not_keep_the_others_open(make_manager, caplog):
-    manager = make_manager([entry("first", "Lifecycle"), entry("bad", "FailingShutdown"), entry("last", "AsyncLifecycle")])
+    manager = make_manager(
+        [entry("first", "Lifecycle"), entry("bad", "FailingShutdown"), entry("last", "AsyncLifecycle")]
+    )
     await manager.invoke("tool_pre_invoke", tool_pre())
     await manager.aclose()
     first, bad, last = manager.plugins
