@@ -184,11 +184,13 @@ class Executor:
         self._chains: dict[HookType, tuple[_Step, ...]] = {
             hook: self._steps(sorted(found, key=lambda e: e.sort_key)) for hook, found in entries.items()
         }
+        self._active = frozenset(hook for hook, chain in self._chains.items() if chain)
         self._needs_loop = {hook: any(entry.is_async for entry in found) for hook, found in entries.items()}
 
     def has_hooks_for(self, hook: HookType | str) -> bool:
         """Whether any plugin would run on ``hook``."""
-        return bool(self._chains[HookType(hook)])
+        # HookType is a StrEnum, so a plain string finds the same set member.
+        return hook in self._active
 
     def _entry(self, plugin: Plugin, hook: HookType, position: int) -> _Entry | None:
         config = plugin.plugin_config
