@@ -1,0 +1,1 @@
+"""A minimal Django project wrapped by mcp-plugin-mw (see ``manage.py``)."""
