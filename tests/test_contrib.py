@@ -1,0 +1,281 @@
+"""
+The example apps in ``contrib/``
+================================
+
+Each example is imported the way its docstring runs it (its folder first on
+``sys.path``) and driven in process, to prove it works as documented: the
+FastAPI and Django ASGI apps through ``httpx.ASGITransport``, the Flask and
+Django WSGI apps through werkzeug's test client under ``LintMiddleware``, and
+the MCP SDK server with the example's own ``client.py`` over
+``httpx2.ASGITransport`` with the server's lifespan running.
+
+The examples share module names (``app``, ``plugins_example``), so each test
+imports its example afresh and puts ``sys.path`` and ``sys.modules`` back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from werkzeug.middleware.lint import LintMiddleware, WSGIWarning
+from werkzeug.test import Client
+
+CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
+
+# Top-level module names the examples define, dropped before and after each import.
+_EXAMPLE_MODULES = ("app", "plugins_example", "project", "server", "client")
+
+Load = Callable[[str, str], ModuleType]
+
+RPC_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def _forget_examples() -> None:
+    for name in list(sys.modules):
+        if name.partition(".")[0] in _EXAMPLE_MODULES:
+            del sys.modules[name]
+
+
+@pytest.fixture
+def load_example() -> Iterator[Load]:
+    """Import ``module`` from ``contrib/<folder>`` as if run from that folder."""
+    saved_path = list(sys.path)
+    saved_modules = {
+        name: sys.modules[name] for name in list(sys.modules) if name.partition(".")[0] in _EXAMPLE_MODULES
+    }
+
+    def load(folder: str, module: str) -> ModuleType:
+        _forget_examples()
+        sys.path.insert(0, str(CONTRIB / folder))
+        return importlib.import_module(module)
+
+    yield load
+    _forget_examples()
+    sys.modules.update(saved_modules)
+    sys.path[:] = saved_path
+
+
+class _LintedClient(Client):
+    """A werkzeug test client checking the app against PEP 3333.
+
+    Requests are buffered, so the client reads and closes every response
+    iterator before the lint warnings are turned into errors.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+def _lint(app: Any) -> Client:
+    return _LintedClient(LintMiddleware(app))
+
+
+def _rpc(request_id: int, method: str, **params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+
+
+# --------------------------------------------------------------------------
+# FastAPI
+# --------------------------------------------------------------------------
+
+
+async def test_fastapi_example(load_example: Load) -> None:
+    example = load_example("fastapi", "app")
+    transport = httpx.ASGITransport(app=example.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        # Shout upper-cases the tool result.
+        call = _rpc(1, "tools/call", name="echo", arguments={"text": "hello"})
+        response = await http.post("/mcp", json=call)
+        assert response.status_code == 200
+        assert response.json()["result"]["content"] == [{"type": "text", "text": "HELLO"}]
+
+        # BlockWord answers with a JSON-RPC error carrying the request's id.
+        call = _rpc(0, "tools/call", name="echo", arguments={"text": "a Forbidden word"})
+        response = await http.post("/mcp", json=call)
+        assert response.status_code == 200
+        error = response.json()
+        assert error["id"] == 0
+        assert error["error"]["code"] == -32602
+        assert error["error"]["message"].startswith("Plugin Violation: ")
+        assert error["error"]["data"]["plugin_name"] == "block-word"
+        assert error["error"]["data"]["plugin_error_code"] == "BLOCKED_WORD"
+
+        # Other methods and notifications pass untouched.
+        response = await http.post("/mcp", json=_rpc(2, "tools/list"))
+        assert response.json()["result"]["tools"][0]["name"] == "echo"
+        response = await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert response.status_code == 202
+
+        # The JSON route: passes, or 403 problem+json.
+        response = await http.post("/api/echo", json={"text": "hello"})
+        assert response.status_code == 200
+        assert response.json() == {"text": "hello"}
+        response = await http.post("/api/echo", json={"text": "forbidden"})
+        assert response.status_code == 403
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "BLOCKED_WORD"
+        assert response.json()["plugin_name"] == "block-word"
+
+        response = await http.get("/health")
+        assert response.json() == {"status": "ok"}
+
+
+# --------------------------------------------------------------------------
+# Flask
+# --------------------------------------------------------------------------
+
+
+def test_flask_example(load_example: Load) -> None:
+    example = load_example("flask", "app")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        client = _lint(example.app.wsgi_app)
+
+        response = client.post("/api/echo", json={"text": "hello"})
+        assert response.status_code == 200
+        assert response.get_json() == {"text": "HELLO"}
+        assert int(response.headers["content-length"]) == len(response.get_data())
+
+        response = client.post("/api/echo", json={"text": "forbidden"})
+        assert response.status_code == 403
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["code"] == "BLOCKED_WORD"
+
+        response = client.get("/health")
+        assert response.get_json() == {"status": "ok"}
+
+
+def test_flask_example_test_client(load_example: Load) -> None:
+    # Flask's own test client goes through app.wsgi_app, so the plugins apply.
+    example = load_example("flask", "app")
+    with example.app.test_client() as client:
+        assert client.post("/api/echo", json={"text": "quiet"}).get_json() == {"text": "QUIET"}
+        assert client.post("/api/echo", json={"text": "forbidden"}).status_code == 403
+
+
+# --------------------------------------------------------------------------
+# Django
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def django_project(load_example: Load, monkeypatch: pytest.MonkeyPatch) -> Iterator[Load]:
+    """Load modules of the Django example with its settings, restoring any settings in use."""
+    from django.conf import settings
+    from django.urls import clear_url_caches
+    from django.utils.functional import empty
+
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "project.settings")
+    saved = settings._wrapped
+    settings._wrapped = empty
+    clear_url_caches()
+    yield lambda module: load_example("django", module)
+    settings._wrapped = saved
+    clear_url_caches()
+
+
+def test_django_example_wsgi(django_project: Callable[[str], ModuleType]) -> None:
+    wsgi = django_project("project.wsgi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        client = _lint(wsgi.application)
+
+        response = client.post("/api/echo", json={"text": "hello"})
+        assert response.status_code == 200
+        assert json.loads(response.get_data()) == {"text": "HELLO"}
+
+        response = client.post("/api/echo", json={"text": "forbidden"})
+        assert response.status_code == 403
+        assert response.mimetype == "application/problem+json"
+        assert json.loads(response.get_data())["code"] == "BLOCKED_WORD"
+
+        response = client.get("/health")
+        assert json.loads(response.get_data()) == {"status": "ok"}
+
+
+async def test_django_example_asgi(django_project: Callable[[str], ModuleType]) -> None:
+    asgi = django_project("project.asgi")
+    transport = httpx.ASGITransport(app=asgi.application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.post("/api/echo", json={"text": "hello"})
+        assert response.status_code == 200
+        assert response.json() == {"text": "HELLO"}
+
+        response = await http.post("/api/echo", json={"text": "forbidden"})
+        assert response.status_code == 403
+        assert response.headers["content-type"] == "application/problem+json"
+
+        response = await http.get("/health")
+        assert response.json() == {"status": "ok"}
+
+
+def test_django_manage_py_check() -> None:
+    # ``python manage.py ...`` finds the settings and the wrapped WSGI app.
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    root = str(CONTRIB.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=CONTRIB / "django",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no issues" in done.stdout
+
+
+# --------------------------------------------------------------------------
+# MCP SDK server
+# --------------------------------------------------------------------------
+
+
+async def test_mcp_server_example_with_its_client(load_example: Load) -> None:
+    import httpx2
+
+    server = load_example("mcp_server", "server")
+    client = load_example("mcp_server", "client")
+    # load_example forgets modules between calls; the server module object stays valid.
+    async with server.inner.router.lifespan_context(server.inner):
+        transport = httpx2.ASGITransport(app=server.app)
+        http = httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000")
+        lines = await client.main("http://127.0.0.1:8000/mcp", http_client=http)
+    assert lines == [
+        "echo: HELLO PLUGINS",
+        "add: 5",
+        "greet: HELLO, ADA!",
+        "motd: plugins are watching",
+        "blocked: -32602 Plugin Violation: the word 'forbidden' is not allowed (BLOCKED_WORD)",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_mcp_server_example_structured_content(load_example: Load, mode: str) -> None:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    server = load_example("mcp_server", "server")
+    async with server.inner.router.lifespan_context(server.inner):
+        transport = httpx2.ASGITransport(app=server.app)
+        async with (
+            httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http,
+            Client(streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http), mode=mode) as mcp,
+        ):
+            result = await mcp.call_tool("echo", {"text": "quiet"})
+            assert result.content[0].text == "QUIET"
+            assert result.structured_content == {"result": "QUIET"}
+            assert not result.is_error
