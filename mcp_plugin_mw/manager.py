@@ -20,7 +20,7 @@ import inspect
 import logging
 import threading
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -64,7 +64,7 @@ class PluginManager:
         self._closed = False
         if self.config.plugin_settings.enabled:
             self._plugins = self._load(self.config)
-        self._executor = Executor(self._plugins, self.settings)
+        self._build()
 
     @staticmethod
     def _load(config: Config) -> list[Plugin]:
@@ -104,7 +104,16 @@ class PluginManager:
             _run_blocking(plugin.initialize())
         with self._lock:
             self._plugins.append(plugin)
-            self._executor = Executor(self._plugins, self.settings)
+            self._build()
+
+    def _build(self) -> None:
+        self._executor = Executor(self._plugins, self.settings)
+        # Plugins that want every finished chain (the audit log records each
+        # plugin's decision, including chains stopped before it ran).
+        found = (getattr(plugin, "observe_result", None) for plugin in self._plugins)
+        self._observers: list[Callable[[HookType, GlobalContext, HookResult], object]] = [
+            observe for observe in found if callable(observe)
+        ]
 
     def status(self) -> dict[str, PluginStatus]:
         """Each plugin's health, by name, in configuration order."""
@@ -137,10 +146,7 @@ class PluginManager:
         hook = HookType(hook)
         context = global_context or _new_context()
         span = telemetry.start(hook, context)
-        result = await executor.run(hook, payload, context)
-        if span is not None:
-            telemetry.finish(span, result)
-        return result
+        return self._finish(hook, context, span, await executor.run(hook, payload, context))
 
     def invoke_sync(
         self,
@@ -150,8 +156,8 @@ class PluginManager:
     ) -> HookResult:
         """Run the plugins on ``hook`` from synchronous code, on any thread.
 
-        Sync plugins run on the calling thread; async ones on the process's
-        background event loop.
+        A chain of sync plugins runs on the calling thread; a chain holding
+        an async plugin runs on the process's background event loop.
         """
         executor = self._executor
         if not executor.has_hooks_for(hook):
@@ -161,9 +167,17 @@ class PluginManager:
         hook = HookType(hook)
         context = global_context or _new_context()
         span = telemetry.start(hook, context)
-        result = executor.run_sync(hook, payload, context)
+        return self._finish(hook, context, span, executor.run_sync(hook, payload, context))
+
+    def _finish(self, hook: HookType, context: GlobalContext, span: Any, result: HookResult) -> HookResult:
         if span is not None:
             telemetry.finish(span, result)
+        for observe in self._observers:
+            try:
+                observe(hook, context, result)
+            except Exception:
+                # An observer is bookkeeping: it must never fail a request.
+                logger.exception("observe_result of a plugin failed on %s", hook)
         return result
 
     # ------------------------------------------------------------------

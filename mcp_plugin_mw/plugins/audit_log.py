@@ -46,9 +46,10 @@ Content
 
 Decisions
     The executor knows each plugin's outcome and duration only once the
-    chain has run: the middleware calls :meth:`AuditLogPlugin.log_records`
-    (or :meth:`~AuditLogPlugin.log_result`) then, which writes one ``"event":
-    "decision"`` line per plugin.
+    chain has run: the manager then calls the plugin's ``observe_result``
+    (:meth:`~AuditLogPlugin.log_result`), which writes one ``"event":
+    "decision"`` line per plugin, also for chains a block stopped before the
+    audit plugin's turn.
 
 The plugin runs on every hook, in the ``audit`` category: it never changes or
 blocks a message.
@@ -335,6 +336,9 @@ class AuditLogPlugin(Plugin):
     def log_result(self, hook: HookType | str, context: GlobalContext | PluginContext, result: HookResult) -> None:
         """:meth:`log_records` for the result of ``manager.invoke``."""
         self.log_records(hook, context, result.records, violation=result.violation)
+
+    observe_result = log_result
+    """Called by the manager after every chain, so decisions are logged without wiring."""
 
     # ------------------------------------------------------------------
     # Building lines
