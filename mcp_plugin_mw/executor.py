@@ -75,6 +75,9 @@ _ENTITY: dict[HookType, tuple[str, str]] = {
 }
 
 
+_HOOK_NAMES = tuple(hook.value for hook in HookType)
+
+
 class _Condition:
     """One compiled ``conditions`` item: every field given must match."""
 
@@ -190,7 +193,11 @@ class Executor:
     def has_hooks_for(self, hook: HookType | str) -> bool:
         """Whether any plugin would run on ``hook``."""
         # HookType is a StrEnum, so a plain string finds the same set member.
-        return hook in self._active
+        if hook in self._active:
+            return True
+        if hook not in _HOOK_NAMES:
+            raise ValueError(f"{hook!r} is not a hook; hooks are: {', '.join(_HOOK_NAMES)}")
+        return False
 
     def _entry(self, plugin: Plugin, hook: HookType, position: int) -> _Entry | None:
         config = plugin.plugin_config
