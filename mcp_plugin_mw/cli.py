@@ -73,3 +73,36 @@ def plugins(file: Path) -> None:
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@main.command()
+@click.option(
+    "--check", is_flag=True, help="Start the demo, exercise each plugin, print a table; exit 0 if all behaved."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8000, show_default=True, help="Port to serve on.")
+def demo(check: bool, host: str, port: int) -> None:
+    """Serve an MCP server behind the middleware with the shipped plugins."""
+    try:
+        import mcp  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        hint = "pip install 'mcp-plugin-mw[demo]'"
+        raise click.ClickException(f"the demo needs the 'demo' extra: {hint} ({exc})") from None
+    from .demo.check import run_check
+    from .demo.server import CONFIG, build_app
+
+    if check:
+        raise SystemExit(0 if run_check(click.echo) else 1)
+    click.echo(f"MCP server on http://{host}:{port}/mcp with the plugins in {CONFIG}")
+    click.echo("Try it with the official SDK client:")
+    click.echo(
+        '  python -c "import asyncio, httpx2; from mcp import Client; '
+        "from mcp.client.streamable_http import streamable_http_client as c\n"
+        "  async def main():\n"
+        f"      async with Client(c('http://{host}:{port}/mcp', http_client=httpx2.AsyncClient())) as s:\n"
+        "          print((await s.call_tool('lookup_customer', {'name': 'ada'})).content[0].text)\n"
+        '  asyncio.run(main())"'
+    )
+    click.echo("Tools: lookup_customer (PII masked), send_message (deny list), review (regex), ping (rate limit).")
+    uvicorn.run(build_app(), host=host, port=port, log_level="info")

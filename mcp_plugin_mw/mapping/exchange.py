@@ -377,7 +377,7 @@ class Exchange:
         return b"".join(out)
 
     def _on_event(self, event: SSEEvent) -> Steps:
-        if not self.pending or not event.has_data:
+        if not self.pending or not event.has_data or not event.complete:
             return event.raw
         message = jsonrpc.decode(event.data.encode())
         if not isinstance(message, dict):
