@@ -7,7 +7,11 @@ Turns a configuration entry into a plugin instance. ``kind`` is one of:
 * a class path, ``package.module.ClassName`` or ``package.module:ClassName``;
 * the name of an entry point in the group ``mcp_plugin_mw.plugins``
   (installed packages advertise their plugins there);
-* a kind registered with :func:`register_kind` (out-of-process plugins).
+* a kind registered with :func:`register_kind` (out-of-process plugins);
+* a built-in kind: ``cpex`` (a cpex plugin class in process) and ``mcpd``
+  (an mcpd plugin executable), imported on first use so that their
+  dependencies stay optional. A class path naming a cpex plugin class is
+  loaded as ``kind: cpex``.
 
 Every error says which plugin entry failed and why, so that a configuration
 with several broken entries is fixed in one pass.
@@ -31,6 +35,12 @@ PluginFactory = Callable[[PluginConfig], Plugin]
 
 _KINDS: dict[str, PluginFactory] = {}
 
+_BUILTIN_KINDS = {
+    "cpex": "mcp_plugin_mw.external.cpex",
+    "mcpd": "mcp_plugin_mw.external.mcpd",
+}
+"""Built-in kinds and the module whose ``load(config)`` builds them."""
+
 
 class PluginLoadError(Exception):
     """A plugin entry that cannot be turned into a plugin."""
@@ -46,17 +56,28 @@ def resolve_class(kind: str) -> type[Plugin]:
 
     :raises PluginLoadError: saying what was looked for and what went wrong.
     """
-    if ":" in kind:
-        module_name, _, attribute = kind.partition(":")
-        target = _import_attribute(module_name, attribute, kind)
-    elif "." in kind:
-        module_name, _, attribute = kind.rpartition(".")
-        target = _import_attribute(module_name, attribute, kind)
-    else:
-        target = _entry_point(kind)
+    target = _find(kind)
     if not (isinstance(target, type) and issubclass(target, Plugin)):
         raise PluginLoadError(f"{kind!r} is not a subclass of mcp_plugin_mw.Plugin")
     return target
+
+
+def _find(kind: str) -> Any:
+    if ":" in kind:
+        module_name, _, attribute = kind.partition(":")
+        return _import_attribute(module_name, attribute, kind)
+    if "." in kind:
+        module_name, _, attribute = kind.rpartition(".")
+        return _import_attribute(module_name, attribute, kind)
+    return _entry_point(kind)
+
+
+def _builtin_kind(kind: str) -> PluginFactory | None:
+    module_name = _BUILTIN_KINDS.get(kind)
+    if module_name is None:
+        return None
+    factory: PluginFactory = importlib.import_module(module_name).load
+    return factory
 
 
 def load_plugin(config: PluginConfig) -> Plugin:
@@ -65,10 +86,17 @@ def load_plugin(config: PluginConfig) -> Plugin:
     :raises PluginLoadError: if the class cannot be found, does not implement
         a listed hook, or its constructor raises.
     """
-    factory = _KINDS.get(config.kind)
+    factory = _KINDS.get(config.kind) or _builtin_kind(config.kind)
     if factory is not None:
         return factory(config)
-    cls = resolve_class(config.kind)
+    cls = _find(config.kind)
+    if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+        # Imported here: the cpex adapter imports this module.
+        from .external import cpex
+
+        if cpex.is_cpex_class(cls):
+            return cpex.load(config)
+        raise PluginLoadError(f"{config.kind!r} is not a subclass of mcp_plugin_mw.Plugin")
     implemented = implemented_hooks(cls)
     if config.hooks is not None:
         missing = [hook.value for hook in config.hooks if hook not in implemented]

@@ -441,6 +441,8 @@ class PluginConfig(_ConfigModel):
     run_in_thread: bool = False
     conditions: list[PluginCondition] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
+    plugin: str | None = None
+    """``kind: cpex``: the cpex plugin class to run, ``package.module.ClassName``."""
 
     @model_validator(mode="before")
     @classmethod
