@@ -19,12 +19,13 @@ from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["redis_server", "redis_url", "start_redis"]
+__all__ = ["free_port", "redis_server", "redis_url", "start_redis"]
 
 _START_TIMEOUT = 10.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -56,7 +57,7 @@ def start_redis(executable: str = "redis-server") -> Iterator[str]:
     # The port is free when chosen but another process could take it before
     # Redis binds, so a server that dies at start is retried on a new port.
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [path, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
