@@ -21,15 +21,20 @@ our contexts to cpex's (the ``state`` and ``metadata`` dicts are shared, so a
 plugin's state survives from the pre to the post hook), and cpex's result and
 violation back to ours.
 
-Shapes differ from cpex in three places, handled here for this module and for
-the ``mcp`` transport (which speaks the same shapes as JSON):
+Shapes differ from what ContextForge hands its plugins in a few places:
 
+* ``prompt_post_fetch``: plugins read the result's attributes
+  (``result.messages[0].content.text``); in process the JSON-RPC result is
+  wrapped in :class:`PromptResult`, and unwrapped again.
 * ``resource_post_fetch``: ContextForge hands a plugin one resource content
   object (``.text`` / ``.blob``), not the JSON-RPC result; the hook is called
   once per item of ``contents``.
 * ``http_pre_request`` / ``http_post_request``: cpex payloads carry headers as
   a mapping and no body; changed headers (and status) are mapped back.
 * Contexts: cpex's ``GlobalContext`` and ``PluginContext`` are pydantic models.
+
+The plain-value conversions here are shared with the ``mcp`` transport, which
+sends the same shapes as JSON.
 """
 
 from __future__ import annotations
@@ -95,6 +100,31 @@ class ResourceContent(BaseModel):
     mime_type: str | None = None
     text: str | None = None
     blob: str | None = None
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PromptContent(_Open):
+    """One message content of a prompt result (``.type``, ``.text``, the rest as extras)."""
+
+    type: str = "text"
+    text: str | None = None
+
+
+class PromptMessage(_Open):
+    """One message of a prompt result."""
+
+    role: str
+    content: PromptContent
+
+
+class PromptResult(_Open):
+    """A ``prompts/get`` result with attribute access, as ContextForge hands it to a plugin."""
+
+    messages: list[PromptMessage]
+    description: str | None = None
 
 
 def resource_items(payload: ResourcePostFetchPayload) -> list[dict[str, Any]] | None:
@@ -313,16 +343,26 @@ class CpexPlugin(Plugin):
             if items is not None:
                 return await self._per_item(payload, items, context)
         entry = self._hooks[hook]
-        cpex_payload = entry.payload_type.model_construct(**to_cpex_fields(hook, payload))
+        fields = to_cpex_fields(hook, payload)
+        if hook is HookType.PROMPT_POST_FETCH:
+            fields["result"] = _prompt_result(fields["result"])
+        if hook is HookType.HTTP_PRE_REQUEST or hook is HookType.HTTP_POST_REQUEST:
+            cpex_payload = entry.payload_type.model_validate(fields)  # headers become cpex's RootModel
+        else:
+            # Not validated: our values are wire JSON, which cpex's annotations
+            # (``args: dict[str, str]`` on prompts) may be narrower than.
+            cpex_payload = entry.payload_type.model_construct(**fields)
         result = await self._invoke(entry, cpex_payload, context)
         if isinstance(result, PluginResult) or result is None:
             return result
-        modified = result.modified_payload
+        modified = dict(result.modified_payload.__dict__) if result.modified_payload is not None else None
+        if modified is not None and isinstance(modified.get("result"), PromptResult):
+            modified["result"] = modified["result"].model_dump(exclude_unset=True)
         return result_from_fields(
             hook,
             payload,
             continue_processing=result.continue_processing,
-            modified=dict(modified.__dict__) if modified is not None else None,
+            modified=modified,
             violation=dict(result.violation.__dict__) if result.violation is not None else None,
             metadata=result.metadata,
         )
@@ -489,6 +529,16 @@ def load(config: PluginConfig) -> CpexPlugin:
         bound[hook] = _Hook(method, arity == 3, registry.get_payload_type(hook.value))
     resolved = config.model_copy(update={"hooks": hooks, "category": config.category or Category.CONTENT})
     return CpexPlugin(resolved, instance, bound, cpex)
+
+
+def _prompt_result(result: Any) -> Any:
+    """The wire result as a :class:`PromptResult` when it has the expected shape."""
+    if isinstance(result, dict) and isinstance(result.get("messages"), list):
+        try:
+            return PromptResult.model_validate(result)
+        except ValueError:
+            pass
+    return result
 
 
 def _resolve(path: str) -> Any:
