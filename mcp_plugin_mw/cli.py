@@ -13,6 +13,8 @@ Command line
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -37,6 +39,10 @@ def _load(path: Path) -> PluginManager:
 @click.version_option(package_name="mcp-plugin-mw")
 def main() -> None:
     """Plugin pipeline middleware for MCP and HTTP apps."""
+    # Plugins usually live beside the app; find them as uvicorn and flask
+    # find apps, from the current directory.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 @main.command()
