@@ -228,6 +228,9 @@ def _rewrite(environ: Environ, forward: Forward, body: bytes, original_headers: 
     environ["wsgi.input"] = io.BytesIO(new_body)
     environ["CONTENT_LENGTH"] = str(len(new_body))
     environ.pop("wsgi.input_terminated", None)
+    # The body now has a known length; a chunked Transfer-Encoding left in
+    # place makes apps (werkzeug, Flask) ignore CONTENT_LENGTH and read nothing.
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
     if forward.headers is not original_headers:
         for key in [key for key in environ if key.startswith("HTTP_")]:
             del environ[key]
