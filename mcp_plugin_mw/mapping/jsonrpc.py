@@ -20,6 +20,7 @@ new dicts and never change the ones they are given.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import orjson
@@ -87,16 +88,30 @@ class PendingCall:
 
 
 def decode(body: bytes) -> Any:
-    """Decode a JSON body; None if it is not JSON."""
+    """Decode a JSON body; None if it is not JSON.
+
+    What orjson refuses but Python's :mod:`json` accepts (``NaN``, a byte
+    order mark, UTF-16, lone surrogates, ``1e400``) is decoded with
+    :mod:`json`: Flask, Django and Starlette apps parse bodies with it, and
+    a body the app reads but the plugins never see would slip past them.
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
         return None
 
 
 def encode(value: Any) -> bytes:
     """Encode a JSON value compactly."""
-    return orjson.dumps(value)
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        # Values only :mod:`json` decodes (lone surrogates, huge integers).
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def is_request(message: Any) -> bool:
