@@ -140,7 +140,21 @@ def test_default_categories():
     ]
 
 
-def _minimal_configs() -> list[tuple[str, dict[str, Any]]]:
+def test_entry_point_names():
+    loaded = manager(*({"kind": name, "config": config} for name, config in _minimal_configs(by_name=True))).plugins
+    assert [type(plugin).__name__ for plugin in loaded] == [
+        "ResourceFilterPlugin",
+        "SizeGuardPlugin",
+        "SchemaGuardPlugin",
+        "ToolPolicyPlugin",
+        "RateLimiterPlugin",
+        "AuditLogPlugin",
+    ]
+
+
+def _minimal_configs(*, by_name: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    if by_name:
+        return [(name, config) for (_, config), name in zip(_minimal_configs(), KINDS, strict=True)]
     return [
         (KINDS["resource_filter"], {}),
         (KINDS["size_guard"], {"max_result_chars": 10}),
