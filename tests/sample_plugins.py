@@ -171,21 +171,27 @@ class Sleeper(Plugin):
         await asyncio.Event().wait()
 
 
-class Stuck(Plugin):
-    """Sync, ``blocking = True``: waits for ``config['release']``, a ``threading.Event``.
+class StuckInline(Plugin):
+    """Sync: waits for ``config['release']``, a ``threading.Event``.
 
     The test sets the event in its teardown; until then the hook does not
-    return. ``config['entered']``, if given, is set when the hook starts.
+    return (``config['max_wait']`` caps the wait, ``BOUND`` by default, so a
+    broken timeout fails a test instead of hanging it). ``config['entered']``,
+    if given, is set when the hook starts.
     """
-
-    blocking = True
 
     def tool_pre_invoke(self, payload: Any, context: PluginContext) -> None:
         mark(self, context)
         entered = self.config.get("entered")
         if entered is not None:
             entered.set()
-        self.config["release"].wait(60)
+        self.config["release"].wait(self.config.get("max_wait", BOUND))
+
+
+class Stuck(StuckInline):
+    """:class:`StuckInline` with ``blocking = True``."""
+
+    blocking = True
 
 
 class Napper(Plugin):

@@ -365,9 +365,10 @@ async def test_timeout_holds_for_a_blocking_sync_plugin_that_never_returns(make_
 
 
 async def test_run_in_thread_config_makes_a_sync_plugin_time_out(make_manager, call, release):
-    # Stuck sets blocking=True itself; run_in_thread must do the same for a plain class.
+    # StuckInline does not set blocking; the configuration asks for the thread.
+    # Were it run inline, it would wait out max_wait and pass instead.
     manager = make_manager(
-        [entry("stuck", "Stuck", timeout=0.2, run_in_thread=True, config={"release": release})],
+        [entry("stuck", "StuckInline", timeout=0.2, run_in_thread=True, config={"release": release, "max_wait": 3})],
     )
     result = await call(manager, "tool_pre_invoke", tool_pre())
     assert outcomes(result) == {"stuck": Outcome.TIMEOUT}
