@@ -143,6 +143,9 @@ async def _drive(url: str, rows: list[Row]) -> None:
 
 def run_check(print_line: Callable[[str], None] = print) -> bool:
     """Start the demo, exercise every plugin, print the table; True if all behaved."""
+    # The SDK and its HTTP client log every request at INFO: the table is the report.
+    for name in ("mcp", "httpx", "httpx2", "uvicorn"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     audit = _AuditLines()
     audit_logger = logging.getLogger("mcp_plugin_mw.demo.audit")
     audit_logger.addHandler(audit)
