@@ -36,6 +36,7 @@ PluginFactory = Callable[[PluginConfig], Plugin]
 _KINDS: dict[str, PluginFactory] = {}
 
 _BUILTIN_KINDS = {
+    "external": "mcp_plugin_mw.external",
     "cpex": "mcp_plugin_mw.external.cpex",
     "mcpd": "mcp_plugin_mw.external.mcpd",
 }

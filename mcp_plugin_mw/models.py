@@ -443,6 +443,20 @@ class PluginConfig(_ConfigModel):
     config: dict[str, Any] = Field(default_factory=dict)
     plugin: str | None = None
     """``kind: cpex``: the cpex plugin class to run, ``package.module.ClassName``."""
+    external: dict[str, Any] | None = None
+    """``kind: external``: the transport's keys (``transport``, ``url``, ...), written
+    at the top level of the entry and gathered here; see :mod:`mcp_plugin_mw.external`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_external_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "external":
+            from . import external  # imported here: most configurations never need it
+
+            return external.split_entry(data, cls.model_fields)
+        if isinstance(data, dict) and data.get("external") is not None:
+            raise ValueError("'external' is only for kind external")
+        return data
 
     @model_validator(mode="before")
     @classmethod
