@@ -520,6 +520,54 @@ def test_deny_list_engines_agree(terms: list[str], text: str, whole_word: bool, 
     assert automaton.find(text) == regex.find(text)
 
 
+def _reference(terms: list[str], text: str, whole_word: bool, case_sensitive: bool) -> list[tuple[int, int, int]]:
+    """Every occurrence of every term, filtered, then leftmost-longest: slow and obviously right."""
+    norm = (lambda value: value) if case_sensitive else fold
+    haystack = norm(text)
+    ids: dict[str, int] = {}
+    for index, term in enumerate(terms):
+        ids.setdefault(norm(term), index)
+
+    def is_word(char: str) -> bool:
+        return char.isalnum() or char == "_"
+
+    occurrences = []
+    for needle, term_id in ids.items():
+        for start in range(len(haystack) - len(needle) + 1):
+            end = start + len(needle)
+            if haystack[start:end] != needle:
+                continue
+            if whole_word and (
+                (start > 0 and is_word(haystack[start - 1])) or (end < len(haystack) and is_word(haystack[end]))
+            ):
+                continue
+            occurrences.append((term_id, start, end))
+    occurrences.sort(key=lambda match: (match[1], match[1] - match[2]))
+    kept, last = [], -1
+    for match in occurrences:
+        if match[1] >= last:
+            kept.append(match)
+            last = match[2]
+    return kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    terms=st.lists(st.text(_ALPHABET, min_size=1, max_size=5).filter(str.strip), min_size=1, max_size=8),
+    text=st.text(_ALPHABET, max_size=60),
+    whole_word=st.booleans(),
+    case_sensitive=st.booleans(),
+)
+def test_deny_list_engines_match_the_reference(
+    terms: list[str], text: str, whole_word: bool, case_sensitive: bool
+) -> None:
+    expected = _reference(terms, text, whole_word, case_sensitive)
+    engines = ["regex", "ahocorasick"] if deny_list.HAVE_AHOCORASICK else ["regex"]
+    for engine in engines:
+        matcher = TermMatcher(terms, engine=engine, whole_word=whole_word, case_sensitive=case_sensitive)
+        assert matcher.find(text) == expected, engine
+
+
 # --------------------------------------------------------------------------
 # Regex replace
 # --------------------------------------------------------------------------
