@@ -87,7 +87,8 @@ class _Condition:
         self.server_ids = frozenset(spec.server_ids) if spec.server_ids is not None else None
         self.tenant_ids = frozenset(spec.tenant_ids) if spec.tenant_ids is not None else None
         self.user_patterns = [re.compile(p) for p in spec.user_patterns] if spec.user_patterns is not None else None
-        self.content_types = _globs(spec.content_types)
+        # Media types are case-insensitive; the request's is lower-cased too.
+        self.content_types = _globs([p.lower() for p in spec.content_types] if spec.content_types is not None else None)
         self.entities = {
             kind: _globs(globs)
             for kind, globs in (("tools", spec.tools), ("prompts", spec.prompts), ("resources", spec.resources))

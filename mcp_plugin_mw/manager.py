@@ -107,10 +107,12 @@ class PluginManager:
             self._build()
 
     def _build(self) -> None:
-        self._executor = Executor(self._plugins, self.settings)
+        # With ``enabled: false`` even registered plugins stay out of the chains.
+        active = self._plugins if self.settings.enabled else []
+        self._executor = Executor(active, self.settings)
         # Plugins that want every finished chain (the audit log records each
         # plugin's decision, including chains stopped before it ran).
-        found = (getattr(plugin, "observe_result", None) for plugin in self._plugins)
+        found = (getattr(plugin, "observe_result", None) for plugin in active)
         self._observers: list[Callable[[HookType, GlobalContext, HookResult], object]] = [
             observe for observe in found if callable(observe)
         ]
