@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 from .config import ConfigSource
 from .manager import PluginManager
 from .mapping.exchange import Exchange, Forward, Reply, Request, ResponseMode, drive_sync
-from .mapping.http import Headers, problem, replace_header
+from .mapping.http import Headers, excluded_urls, problem, replace_header
 
 __all__ = ["WSGIPluginMiddleware"]
 
@@ -63,8 +62,7 @@ class WSGIPluginMiddleware:
     ) -> None:
         self.app = app
         self.manager = manager if manager is not None else PluginManager(config, settings=settings)
-        patterns = self.manager.settings.excluded_urls
-        self._excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self._excluded = excluded_urls(self.manager.settings.excluded_urls)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -207,12 +205,13 @@ def _read_body(environ: Environ, limit: int) -> bytes:
     """Read at most ``limit + 1`` bytes: enough to know the body is too large."""
     stream = environ["wsgi.input"]
     length = _content_length(environ)
-    if length is None:
+    if length is None and not environ.get("wsgi.input_terminated"):
         # Without a length, only a server that marks the stream as terminated
         # lets us read to its end (PEP 3333).
-        return stream.read(limit + 1) if environ.get("wsgi.input_terminated") else b""
+        return b""
     chunks = bytearray()
-    wanted = min(length, limit + 1)
+    # A read may return fewer bytes than asked for: read until the end.
+    wanted = limit + 1 if length is None else min(length, limit + 1)
     while len(chunks) < wanted:
         chunk = stream.read(min(wanted - len(chunks), 65536))
         if not chunk:
