@@ -11,6 +11,7 @@ alone that a hook ran and on what.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import Any, ClassVar
 
 import orjson
@@ -220,3 +221,37 @@ class AsyncNoop(Noop):
 
     async def tool_post_invoke(self, payload: Any, context: PluginContext) -> None:  # type: ignore[override]
         return None
+
+
+class Counting(Plugin):
+    """Counts the calls of every hook (class-wide); never has an opinion."""
+
+    calls: ClassVar[Counter[str]] = Counter()
+
+    def _count(self, hook: str) -> None:
+        with Observe.lock:
+            Counting.calls[hook] += 1
+
+    def tool_pre_invoke(self, payload: Any, context: PluginContext) -> None:
+        self._count("tool_pre_invoke")
+
+    def tool_post_invoke(self, payload: Any, context: PluginContext) -> None:
+        self._count("tool_post_invoke")
+
+    def prompt_pre_fetch(self, payload: Any, context: PluginContext) -> None:
+        self._count("prompt_pre_fetch")
+
+    def prompt_post_fetch(self, payload: Any, context: PluginContext) -> None:
+        self._count("prompt_post_fetch")
+
+    def resource_pre_fetch(self, payload: Any, context: PluginContext) -> None:
+        self._count("resource_pre_fetch")
+
+    def resource_post_fetch(self, payload: Any, context: PluginContext) -> None:
+        self._count("resource_post_fetch")
+
+    def http_pre_request(self, payload: Any, context: PluginContext) -> None:
+        self._count("http_pre_request")
+
+    def http_post_request(self, payload: Any, context: PluginContext) -> None:
+        self._count("http_post_request")
