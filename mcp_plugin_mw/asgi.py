@@ -21,14 +21,13 @@ event as they are sent. Lifespan and websocket scopes pass straight through.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .config import ConfigSource
 from .manager import PluginManager
 from .mapping.exchange import Exchange, Forward, Reply, Request, ResponseMode, drive
-from .mapping.http import Headers, problem, replace_header
+from .mapping.http import Headers, excluded_urls, problem, replace_header
 
 __all__ = ["PluginMiddleware"]
 
@@ -62,8 +61,7 @@ class PluginMiddleware:
     ) -> None:
         self.app = app
         self.manager = manager if manager is not None else PluginManager(config, settings=settings)
-        patterns = self.manager.settings.excluded_urls
-        self._excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self._excluded = excluded_urls(self.manager.settings.excluded_urls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not Exchange.wants(self.manager, scope["method"]):

@@ -9,6 +9,7 @@ middlewares give for blocked requests and for requests they refuse to handle
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..models import PluginViolation
 
 __all__ = [
     "Headers",
+    "excluded_urls",
     "header",
     "is_json",
     "media_type",
@@ -39,6 +41,11 @@ _STATUS_TITLES = {
     502: "Bad Gateway",
     504: "Gateway Timeout",
 }
+
+
+def excluded_urls(patterns: list[str]) -> re.Pattern[str] | None:
+    """One regex matching any of the ``excluded_urls`` patterns, or None for none."""
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
 
 
 def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
