@@ -445,11 +445,16 @@ class PluginConfig(_ConfigModel):
     """``kind: cpex``: the cpex plugin class to run, ``package.module.ClassName``."""
     external: dict[str, Any] | None = None
     """``kind: external``: the transport's keys (``transport``, ``url``, ...), written
-    at the top level of the entry and gathered here; see :mod:`mcp_plugin_mw.external`."""
+    at the top level of the entry and gathered here; see :mod:`mcp_plugin_mw.external`.
+    ``kind: mcpd`` gathers its keys (``exec``, ``flows``, ...) here too."""
 
     @model_validator(mode="before")
     @classmethod
     def _gather_external_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "mcpd":
+            from .external import mcpd  # imported here, as below
+
+            return mcpd.split_entry(data, cls.model_fields)
         if isinstance(data, dict) and data.get("kind") == "external":
             from . import external  # imported here: most configurations never need it
 
