@@ -56,7 +56,7 @@ KIND = "external"
 TRANSPORTS: dict[str, str | type[Plugin]] = {
     "http": "mcp_plugin_mw.external.http:HttpPlugin",
     "subprocess": "mcp_plugin_mw.external.subprocess:SubprocessPlugin",
-    # "mcp": "mcp_plugin_mw.external.mcp:...",
+    "mcp": "mcp_plugin_mw.external.mcp:McpPlugin",
 }
 """``transport:`` of ``kind: external`` -> the class that serves it."""
 
