@@ -93,3 +93,10 @@ class SyncHook(Plugin):
 
 class NotAPlugin:
     """Not a cpex plugin at all."""
+
+
+class Noop(Plugin):
+    """Lets everything pass; for timing the transport alone."""
+
+    async def tool_pre_invoke(self, payload: Any, context: PluginContext) -> PluginResult:
+        return PluginResult()
