@@ -57,6 +57,7 @@ from ..models import (
 from ..plugin import Plugin, PluginStatus
 
 __all__ = [
+    "TOKEN_ENV",
     "ExternalOptions",
     "ProtocolError",
     "RemotePlugin",
@@ -79,6 +80,9 @@ __all__ = [
 ]
 
 _HTTP_PAYLOADS = (HttpPreRequestPayload, HttpPostRequestPayload)
+
+TOKEN_ENV = "MCP_PLUGIN_MW_SERVE_TOKEN"
+"""Hands a plugin server the bearer token that every ``POST /call`` must carry."""
 
 
 class ProtocolError(PluginError):
