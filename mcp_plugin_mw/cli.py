@@ -9,6 +9,10 @@ Command line
 ``mcp-plugin-mw plugins FILE``
     Print the plugins as a table: name, kind, hooks, flow, category, mode,
     priority and timeout.
+
+``mcp-plugin-mw serve-plugin CLASS_PATH``
+    Host one plugin out of process over protocol 1 (see
+    :mod:`mcp_plugin_mw.serve`).
 """
 
 from __future__ import annotations
@@ -112,3 +116,54 @@ def demo(check: bool, host: str, port: int) -> None:
     )
     click.echo("Tools: lookup_customer (PII masked), send_message (deny list), review (regex), ping (rate limit).")
     uvicorn.run(build_app(), host=host, port=port, log_level="info")
+
+
+@main.command("serve-plugin")
+@click.argument("class_path")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file with the plugin's own config: mapping.",
+)
+@click.option("--name", help="The plugin's name (default: its class name).")
+@click.option("--app-dir", default=".", show_default=True, help="Prepended to sys.path to import CLASS_PATH.")
+@click.option("--ssl-certfile", help="Serve HTTPS with this certificate.")
+@click.option("--ssl-keyfile", help="The certificate's key.")
+@click.option("--ssl-ca-certs", help="Require client certificates signed by these CAs.")
+def serve_plugin(
+    class_path: str,
+    port: int,
+    host: str,
+    config_file: Path | None,
+    name: str | None,
+    app_dir: str,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    ssl_ca_certs: str | None,
+) -> None:
+    """Host one plugin over protocol 1; prints PORT=<n> first."""
+    try:
+        from . import serve
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    from .loader import PluginLoadError
+
+    try:
+        serve.serve(
+            class_path,
+            host=host,
+            port=port,
+            config_file=config_file,
+            name=name,
+            app_dir=app_dir,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_ca_certs=ssl_ca_certs,
+        )
+    except ConfigError as exc:
+        raise click.ClickException("\n  ".join([f"{class_path}: invalid configuration", *exc.problems])) from None
+    except PluginLoadError as exc:
+        raise click.ClickException(f"{class_path}: {exc}") from None
