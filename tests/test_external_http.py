@@ -44,6 +44,7 @@ from mcp_plugin_mw.external.base import (
 from mcp_plugin_mw.models import PAYLOAD_TYPES, Outcome
 from tests.conftest import Call, in_thread
 from tests.external import SERVE_PLUGIN, STDLIB_PLUGIN, Server, wait_for
+from tests.external_foreign import need
 from tests.sample_plugins import BOUND
 
 TOKEN = "s3cret-token"
@@ -496,7 +497,7 @@ async def test_health_checks_notice_a_sidecar_going_away(make: Make) -> None:
 @pytest.fixture(scope="module")
 def tls_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Any]]:
     """serve-plugin over HTTPS, requiring a client certificate signed by the test CA."""
-    pytest.importorskip("cryptography")
+    need("cryptography")  # a test requirement: skipped locally without it, an error in CI
     from tests.external.certs import make_certs
 
     certs = make_certs(tmp_path_factory.mktemp("certs"))
