@@ -109,9 +109,9 @@ def load_plugin(config: PluginConfig) -> Plugin:
             )
         hooks = config.hooks
     else:
-        if not implemented:
+        hooks = list(cls.default_hooks) if cls.default_hooks is not None else implemented
+        if not hooks:
             raise PluginLoadError(f"{cls.__qualname__} implements no hook methods")
-        hooks = implemented
     resolved = config.model_copy(update={"hooks": hooks, "category": config.category or cls.default_category})
     try:
         return cls(resolved)

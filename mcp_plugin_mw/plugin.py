@@ -61,6 +61,12 @@ class Plugin:
     default_category: ClassVar[Category] = Category.CONTENT
     """The category used when the configuration does not give one."""
 
+    default_hooks: ClassVar[tuple[HookType, ...] | None] = None
+    """The hooks used when the configuration lists none; None means every
+    hook the class implements. A plugin that can also work on plain HTTP
+    bodies sets this to its MCP hooks, so that on an MCP endpoint it does not
+    see each message twice (once as HTTP, once as a tool call) by default."""
+
     def __init__(self, config: PluginConfig) -> None:
         self._plugin_config = config
 
@@ -92,7 +98,10 @@ class Plugin:
     @property
     def hooks(self) -> list[HookType]:
         """The hooks this plugin runs on."""
-        return self._plugin_config.hooks or implemented_hooks(type(self))
+        if self._plugin_config.hooks:
+            return self._plugin_config.hooks
+        cls = type(self)
+        return list(cls.default_hooks) if cls.default_hooks is not None else implemented_hooks(cls)
 
     def initialize(self) -> Awaitable[None] | None:
         """Acquire resources; called once before the first hook call."""

@@ -257,11 +257,6 @@ async def test_pii_block_strategy_refuses_without_quoting() -> None:
         assert texts(await client.call_tool("echo", {"text": "fine"})) == ["fine"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="content plugins default to the HTTP hooks too; http_pre_request blocks a JSON-RPC call with a"
-    " problem+json response, which the SDK reports as -32603 'Server returned an error response', no data",
-)
 async def test_default_hooks_block_mcp_calls_with_a_jsonrpc_error() -> None:
     """The plugin entry as the module docstring writes it, without ``hooks:``."""
     async with connect([plugin("pii_filter", "pii", config={"strategy": "block"})]) as (client, _):
@@ -269,6 +264,19 @@ async def test_default_hooks_block_mcp_calls_with_a_jsonrpc_error() -> None:
         assert error.code == -32602
         assert error.data is not None
         assert error.data["plugin_error_code"] == "PII_DETECTED"
+
+
+async def test_http_hook_block_on_an_mcp_call_is_a_jsonrpc_error() -> None:
+    """A plugin on http_pre_request that blocks a JSON-RPC request answers it in JSON-RPC, with its id."""
+    entry = plugin("pii_filter", "pii", config={"strategy": "block"})
+    entry["hooks"] = ["http_pre_request"]
+    async with connect([entry]) as (client, app):
+        error = await refused(client.call_tool("echo", {"text": "ann@example.com"}))
+        assert error.code == -32602
+        assert error.data is not None
+        assert error.data["plugin_name"] == "pii"
+        assert error.data["plugin_error_code"] == "PII_DETECTED"
+        assert app.received == []
 
 
 # --------------------------------------------------------------------------

@@ -96,6 +96,10 @@ class Exchange:
         self.pending: dict[tuple[bool, Any], jsonrpc.PendingCall] = {}
         self.injected: list[dict[str, Any]] = []
         self.is_rpc = False
+        # The JSON-RPC requests of the body, for answering a block by an HTTP
+        # hook in JSON-RPC (filled in when the body was decoded).
+        self.rpc_requests: list[tuple[Any, str, str | None]] = []
+        self.rpc_batch = False
         self.sse: SSEParser | None = None
 
     def _context(self, request: Request) -> GlobalContext:
@@ -164,7 +168,7 @@ class Exchange:
             )
             result = yield HookType.HTTP_PRE_REQUEST, payload, self.context
             if not result.continue_processing:
-                return self._block_http(result.violation)
+                return self._block_http(result.violation, body)
             changed = result.modified_payload
             if changed is not None:
                 body = changed.body
@@ -188,15 +192,30 @@ class Exchange:
         messages = decoded if batch else [decoded]
         has = self.manager.has_hooks_for
         version_header = header(forward.headers, "mcp-protocol-version")
+        if has(HookType.HTTP_POST_REQUEST):
+            self.rpc_batch = batch
+            self.rpc_requests = [
+                (m["id"], m["method"], jsonrpc.protocol_version(m, version_header))
+                for m in messages
+                if jsonrpc.is_request(m)
+            ]
         kept: list[Any] = []
         changed = False
         renamed: str | None = None
+        reused = _reused_ids(messages) if batch else set()
         for message in messages:
             mapped = jsonrpc.pre_call(message)
             if mapped is None:
                 kept.append(message)
                 continue
             self.is_rpc = True
+            if _id_key(message["id"]) in reused:
+                # Responses are matched to requests by id: with two requests
+                # under one id, a response could reach the client unchecked.
+                changed = True
+                detail = f"Invalid Request: id {message['id']!r} is used by more than one request in this batch"
+                self.injected.append(jsonrpc.error_response(message["id"], jsonrpc.INVALID_REQUEST, detail))
+                continue
             pre_hook, post_hook, payload = mapped
             protocol = jsonrpc.protocol_version(message, version_header)
             # Each member of a batch is its own exchange for the plugins: state
@@ -238,10 +257,37 @@ class Exchange:
         as_result = self.settings.block_tools_as_result
         return jsonrpc.blocked_response(request_id, method, violation, as_result=as_result, protocol=protocol)
 
-    def _block_http(self, violation: PluginViolation | None) -> Reply:
+    def _block_http(self, violation: PluginViolation | None, request_body: bytes | None = None) -> Reply:
+        """The answer to a block by an HTTP hook.
+
+        A JSON-RPC request is answered in JSON-RPC, with its id, so that an
+        MCP client sees the violation rather than a bare HTTP error.
+        """
         assert violation is not None
         self.pending.clear()
+        if request_body is not None:
+            self.rpc_requests = self._rpc_requests(request_body)
+        if self.rpc_requests:
+            replies = [
+                self._blocked(request_id, method, violation, protocol)
+                for request_id, method, protocol in self.rpc_requests
+            ]
+            return self._rpc_reply(replies if self.rpc_batch else replies[0])
         return Reply(*violation_problem(violation))
+
+    def _rpc_requests(self, body: bytes) -> list[tuple[Any, str, str | None]]:
+        """(id, method, protocol) of the JSON-RPC requests in a body, if it holds any."""
+        if self.request.method != "POST" or not is_json(self.context.content_type):
+            return []
+        decoded = jsonrpc.decode(body)
+        self.rpc_batch = isinstance(decoded, list)
+        messages = decoded if isinstance(decoded, list) else [decoded]
+        version_header = header(self.request.headers, "mcp-protocol-version")
+        return [
+            (message["id"], message["method"], jsonrpc.protocol_version(message, version_header))
+            for message in messages
+            if jsonrpc.is_request(message)
+        ]
 
     def _rpc_reply(self, document: Any) -> Reply:
         body = jsonrpc.encode(document)
@@ -386,6 +432,17 @@ class Exchange:
         if updated is None:
             return event.raw
         return reencode(event, jsonrpc.encode(updated).decode())
+
+
+def _reused_ids(messages: list[Any]) -> set[tuple[bool, Any]]:
+    """The ids that more than one request of a batch uses."""
+    seen: set[tuple[bool, Any]] = set()
+    reused: set[tuple[bool, Any]] = set()
+    for message in messages:
+        if jsonrpc.is_request(message):
+            key = _id_key(message["id"])
+            (reused if key in seen else seen).add(key)
+    return reused
 
 
 def _id_key(request_id: Any) -> tuple[bool, Any]:

@@ -63,6 +63,7 @@ RESULT_TYPE_SINCE = "2026-07-28"
 
 VIOLATION_META_KEY = "mcp-plugin-mw/violation"
 
+INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
@@ -115,8 +116,13 @@ def encode(value: Any) -> bytes:
 
 
 def is_request(message: Any) -> bool:
-    """A JSON-RPC request (has a method and an id), not a notification."""
-    return isinstance(message, dict) and isinstance(message.get("method"), str) and "id" in message
+    """A JSON-RPC request (a method and a string, number or null id), not a notification."""
+    return (
+        isinstance(message, dict)
+        and isinstance(message.get("method"), str)
+        and "id" in message
+        and isinstance(message["id"], str | int | float | None)
+    )
 
 
 def protocol_version(message: dict[str, Any], header: str | None) -> str | None:

@@ -42,6 +42,7 @@ import orjson
 
 from ..models import (
     Category,
+    HookType,
     HttpPostRequestPayload,
     HttpPreRequestPayload,
     PluginContext,
@@ -326,6 +327,11 @@ def transform_payload(payload: _T, fn: TextFunction, *, uri: bool = False) -> _T
 # --------------------------------------------------------------------------
 
 
+MCP_HOOKS = tuple(hook for hook in HookType if not hook.value.startswith("http_"))
+"""The hooks text filters use unless configured: list ``http_pre_request`` /
+``http_post_request`` to filter plain HTTP bodies as well."""
+
+
 class TextFilterPlugin(Plugin):
     """A content plugin defined by what it does to one string.
 
@@ -338,6 +344,7 @@ class TextFilterPlugin(Plugin):
     """
 
     default_category: ClassVar[Category] = Category.CONTENT
+    default_hooks: ClassVar[tuple[HookType, ...] | None] = MCP_HOOKS
 
     rewrites_uris: ClassVar[bool] = False
     """Whether masking applies to resource URIs (blocking always checks them)."""

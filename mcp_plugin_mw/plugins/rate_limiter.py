@@ -81,6 +81,7 @@ from pydantic import Field, model_validator
 from ..models import (
     Category,
     GlobalContext,
+    HookType,
     HttpPreRequestPayload,
     PluginConfig,
     PluginContext,
@@ -323,6 +324,12 @@ class RateLimiterPlugin(Plugin):
     """
 
     default_category: ClassVar[Category] = Category.RATE_LIMITING
+    # Count calls, not every HTTP request (initialize, tools/list, notifications).
+    default_hooks: ClassVar[tuple[HookType, ...] | None] = (
+        HookType.TOOL_PRE_INVOKE,
+        HookType.PROMPT_PRE_FETCH,
+        HookType.RESOURCE_PRE_FETCH,
+    )
 
     def __new__(cls, config: PluginConfig) -> RateLimiterPlugin:
         if cls is RateLimiterPlugin and config.config.get("backend") == "redis":
