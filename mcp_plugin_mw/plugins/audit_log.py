@@ -42,7 +42,8 @@ Content
     HTTP query strings. Names match ignoring case, ``-`` and ``_``
     (``api_key`` covers ``API-Key`` and ``apiKey``). HTTP headers are never
     logged. The digest is taken after redaction, so a short secret cannot be
-    recovered by hashing guesses; HTTP bodies are digested as sent.
+    recovered by hashing guesses; JSON HTTP bodies are redacted the same way
+    before their digest, other bodies are digested as sent.
 
 Decisions
     The executor knows each plugin's outcome and duration only once the
@@ -57,6 +58,7 @@ blocks a message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import logging.handlers
@@ -383,7 +385,13 @@ class AuditLogPlugin(Plugin):
 
     def _http(self, hook: HookType, context: PluginContext, fields: dict[str, Any], body: bytes) -> None:
         entry = {**self._base(hook, context, "hook"), **fields}
-        entry["digest"] = "sha256:" + hashlib.sha256(body).hexdigest()
+        digested = body
+        if body[:1] in (b"{", b"["):
+            # A JSON body is digested after redaction, like arguments: a
+            # digest of the raw bytes would let a short secret be guessed.
+            with contextlib.suppress(orjson.JSONDecodeError):
+                digested = _dumps(self._redact_value(orjson.loads(body)))
+        entry["digest"] = "sha256:" + hashlib.sha256(digested).hexdigest()
         entry["size"] = len(body)
         self._write(entry)
 
