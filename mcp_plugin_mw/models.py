@@ -474,6 +474,12 @@ class PluginConfig(_ConfigModel):
                 data = {**data, "mode": "enforce" if required else "enforce_ignore_error"}
         return data
 
+    @model_validator(mode="after")
+    def _plugin_is_for_cpex(self) -> PluginConfig:
+        if self.plugin is not None and self.kind != "cpex":
+            raise ValueError("'plugin' is only for kind cpex")
+        return self
+
 
 class PluginSettings(_ConfigModel):
     """``plugin_settings:``, the settings shared by all plugins."""

@@ -302,6 +302,11 @@ def test_load_errors(entry: dict[str, Any], message: str) -> None:
         mw.PluginManager({"plugins": [{"name": "bad", **entry}]})
 
 
+def test_plugin_key_is_only_for_kind_cpex() -> None:
+    with pytest.raises(mw.ConfigError, match=r"plugins\[0\]: 'plugin' is only for kind cpex"):
+        mw.PluginManager({"plugins": [{"name": "x", "kind": "tests.sample_plugins.Upper", "plugin": "a.B"}]})
+
+
 def test_status_reports_in_process_plugins_healthy() -> None:
     manager = mw.PluginManager(GUARDS)
     try:
