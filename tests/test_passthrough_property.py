@@ -152,7 +152,9 @@ def sse_streams(draw: st.DrawFn, request_ids: list[Any]) -> bytes:
         json.dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": n}})
         for n in range(draw(st.integers(0, 2)))
     ]
-    data_values += draw(st.lists(st.text(alphabet=st.characters(exclude_characters="\r\n"), max_size=10), max_size=2))
+    data_values += draw(
+        st.lists(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=10), max_size=2)
+    )
     blocks = draw(st.permutations(data_values))
     out = bytearray()
     if draw(st.booleans()):
