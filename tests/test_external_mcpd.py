@@ -132,7 +132,7 @@ async def test_rejection_blocks_with_the_plugin_status(tmp_path: Path) -> None:
 
 
 async def test_response_is_modified(tmp_path: Path) -> None:
-    async with client(entry(tmp_path)) as (http, _):
+    async with client(entry(tmp_path)) as (http, app):
         response = await http.post("/echo", json={"n": 1})
         assert response.status_code == 200
         assert response.headers["x-annotated"] == "1"
@@ -141,6 +141,9 @@ async def test_response_is_modified(tmp_path: Path) -> None:
         assert data["status_seen"] == 200
         assert data["received"] == {"n": 1}
         assert response.headers["content-length"] == str(len(response.content))
+        status = app.manager.status()["rw"]
+        assert (status.kind, status.loaded, status.healthy, status.restarts) == ("mcpd", True, True, 0)
+        assert (status.last_latency or 0) > 0
 
 
 async def test_response_rejection_answers_with_the_plugin_status(tmp_path: Path) -> None:
@@ -190,7 +193,7 @@ async def test_commit_hash_is_checked(tmp_path: Path) -> None:
     assert not manager.plugins[0].status().loaded
 
 
-async def test_crash_is_reported_and_restarted(tmp_path: Path) -> None:
+async def test_crash_is_reported_and_restarted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fast = {"restart": {"initial_delay": 0.05, "max_delay": 0.5}}
     async with client(entry(tmp_path, required=True, **fast)) as (http, app):
         plugin = app.manager.plugins[0]
@@ -200,8 +203,9 @@ async def test_crash_is_reported_and_restarted(tmp_path: Path) -> None:
         assert crashed.status_code == 500
         assert crashed.json()["code"] == "PLUGIN_ERROR"
         await wait_for(lambda: plugin.status().restarts == 1 and plugin.status().healthy, "the restart")
-        status = app.manager.status()["rw"]
-        assert "exited with code 3" in (status.last_error or "")
+        # last_error holds the exit or the failed call, whichever was noticed last.
+        assert app.manager.status()["rw"].last_error
+        assert any("exited with code 3" in record.getMessage() for record in caplog.records)
         assert plugin._process.process.pid != first_pid
         again = await http.post("/echo", json={"text": "back"})
         assert again.json()["received"]["text"] == "BACK"
