@@ -191,6 +191,8 @@ class Wire:
         client = self._sync
         if client is None:
             with self._lock:
+                if self._closed:
+                    return "shut down"
                 if self._sync is None:
                     self._sync = httpx.Client(headers=self._headers, verify=self._verify, trust_env=False)
                 client = self._sync
@@ -313,10 +315,12 @@ class HttpPlugin(RemotePlugin):
     async def call(self, hook: HookType, payload: Payload, context: PluginContext) -> PluginResult | None:
         """Run ``hook`` on the server."""
         try:
-            return await self.wire.call(self.options.url, hook, payload, context)
+            result = await self.wire.call(self.options.url, hook, payload, context)
         except Unreachable:
             self.record_health(False)
             raise
+        self._healthy = True  # it answered; a refused call may have marked it down
+        return result
 
     async def shutdown(self) -> None:
         """Stop the health checks and close the connections."""

@@ -252,10 +252,12 @@ class SubprocessPlugin(RemotePlugin):
         if url is None:
             raise PluginError(f"plugin {self.name!r}: process not running ({self._last_error})", plugin_name=self.name)
         try:
-            return await self.wire.call(url, hook, payload, context)
+            result = await self.wire.call(url, hook, payload, context)
         except Unreachable:
             self.record_health(False)
             raise
+        self._healthy = True  # it answered; a refused call may have marked it down
+        return result
 
     async def shutdown(self) -> None:
         """Stop the child (and its process group) and close the connections."""
