@@ -149,6 +149,23 @@ async def test_a_hanging_child_times_out_per_mode(make: Make, call: Call, mode: 
     assert manager.status()["child"].restarts == 0
 
 
+async def test_a_plugin_written_in_javascript(make: Make) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = str(ROOT / "tests" / "external" / "upper.mjs")
+    manager = make({**child(name="js"), "exec": node, "args": [script]})
+    context = mw.GlobalContext(request_id="1")
+    result = await manager.invoke("tool_pre_invoke", tool("from node"), context)
+    assert result.modified_payload == tool("FROM NODE")
+    assert result.metadata == {"by": "node"}
+    await manager.invoke("tool_pre_invoke", tool("again"), context)
+    assert context.plugin_contexts["js"].state == {"calls": 2}
+    blocked = await manager.invoke("tool_pre_invoke", tool("forbidden"))
+    assert blocked.violation is not None
+    assert (blocked.violation.code, blocked.violation.plugin_name) == ("DENIED", "js")
+
+
 # --------------------------------------------------------------------------
 # Crash and restart
 # --------------------------------------------------------------------------
