@@ -176,7 +176,7 @@ async def test_a_killed_child_is_restarted_and_calls_fail_per_mode_meanwhile(
     make: Make, call: Call, mode: str, blocked: bool
 ) -> None:
     # A long first delay, so the test sees the plugin down before it is back.
-    manager = make(child(mode=mode, restart={"initial_delay": 1.0, "max_delay": 2.0}))
+    manager = make(child(mode=mode, restart={"initial_delay": 1.5, "max_delay": 3.0}))
     assert (await call(manager, "tool_pre_invoke", tool("a"))).modified_payload == tool("A")
     plugin = plugin_of(manager)
     first = plugin.pid
@@ -191,7 +191,11 @@ async def test_a_killed_child_is_restarted_and_calls_fail_per_mode_meanwhile(
     if blocked:
         assert down.violation is not None
         assert down.violation.code == "PLUGIN_ERROR"
-    assert f"process {first} was killed by SIGKILL" in (manager.status()["child"].last_error or "")
+    again = await call(manager, "tool_pre_invoke", tool("b"))
+    for result in (down, again):
+        assert result.records[0].error == (
+            f"PluginError: plugin 'child': process not running (process {first} was killed by SIGKILL)"
+        )
 
     status = await until(
         lambda: (s := manager.status()["child"]).restarts == 1 and s.healthy and s, "restarted and healthy"

@@ -109,9 +109,10 @@ def split_entry(data: dict[str, Any], fields: Collection[str]) -> dict[str, Any]
     # A key is the transport's if its model declares it or the plugin entry
     # does not (then the model reports it as unknown).
     own = set(model.model_fields) if model is not None else {"transport"}
-    options = {key: value for key, value in data.items() if key in own or key not in fields}
+    taken = [key for key in data if key != "external" and (key in own or key not in fields)]
+    options = {key: data[key] for key in taken}
     if gathered is not None:
-        if options:
+        if taken:
             errors.append(_error(prefix, "give the transport keys at the top level or under 'external', not both"))
         options = gathered
     if model is not None:
@@ -126,9 +127,8 @@ def split_entry(data: dict[str, Any], fields: Collection[str]) -> dict[str, Any]
         errors.append(_error(("hooks",), f"required for kind {KIND}"))
     if errors:
         raise ValidationError.from_exception_data(PluginConfig.__name__, errors)
-    return {key: value for key, value in data.items() if key not in options and key != "external"} | {
-        "external": options
-    }
+    rest = {key: value for key, value in data.items() if key not in taken and key != "external"}
+    return {**rest, "external": options}
 
 
 def _error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:

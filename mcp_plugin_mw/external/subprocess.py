@@ -226,6 +226,8 @@ class SubprocessPlugin(RemotePlugin):
         self._url: str | None = None
         self._watcher: threading.Thread | None = None
         self._delay = self.options.restart.initial_delay
+        self._down = "not started"
+        """Why calls fail at once: the child's end or the last failed restart."""
 
     @property
     def pid(self) -> int | None:
@@ -250,7 +252,7 @@ class SubprocessPlugin(RemotePlugin):
         """Run ``hook`` in the child; fails at once while it is down."""
         url = self._url
         if url is None:
-            raise PluginError(f"plugin {self.name!r}: process not running ({self._last_error})", plugin_name=self.name)
+            raise PluginError(f"plugin {self.name!r}: process not running ({self._down})", plugin_name=self.name)
         try:
             result = await self.wire.call(url, hook, payload, context)
         except Unreachable:
@@ -353,8 +355,9 @@ class SubprocessPlugin(RemotePlugin):
             if self._stopping.is_set():
                 return
             self._url = None
-            self.record_health(False, f"process {child.pid} {_exit_reason(code)}")
-            self.logger.warning("plugin %s: process %d %s", self.name, child.pid, _exit_reason(code))
+            self._down = f"process {child.pid} {_exit_reason(code)}"
+            self.record_health(False, self._down)
+            self.logger.warning("plugin %s: %s", self.name, self._down)
             child.kill()  # whatever it started goes with it
             if time.monotonic() - child.started >= self.options.restart.max_delay:
                 self._delay = self.options.restart.initial_delay
@@ -366,8 +369,9 @@ class SubprocessPlugin(RemotePlugin):
         restart = self.options.restart
         while True:
             if restart.max_restarts is not None and self._restarts >= restart.max_restarts:
-                self.record_health(False, f"gave up after {self._restarts} restarts; {self._last_error}")
-                self.logger.error("plugin %s: %s", self.name, self._last_error)
+                self._down = f"gave up after {self._restarts} restarts; {self._down}"
+                self.record_health(False, self._down)
+                self.logger.error("plugin %s: %s", self.name, self._down)
                 return False
             if self._stopping.wait(self._delay):
                 return False
@@ -376,6 +380,7 @@ class SubprocessPlugin(RemotePlugin):
             try:
                 child = self._launch()
             except PluginError as exc:
+                self._down = exc.message.removeprefix(f"plugin {self.name!r}: ")
                 self.record_health(False, exc.message)
                 self.logger.warning("%s", exc.message)
                 continue
