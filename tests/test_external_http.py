@@ -592,3 +592,11 @@ def test_serve_plugin_reports_bad_input(tmp_path: Path, args: list[str], message
     assert done.returncode == 1
     assert message in done.stderr
     assert "PORT=" not in done.stdout
+
+
+def test_serve_plugin_without_its_extra_says_what_to_install() -> None:
+    blocked = "import sys; sys.modules['uvicorn'] = None; from mcp_plugin_mw.cli import main; main()"
+    argv = [sys.executable, "-c", blocked, "serve-plugin", "tests.external.sample.Upper"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=BOUND, cwd=Path(__file__).parents[1])
+    assert done.returncode == 1
+    assert "serve-plugin needs starlette and uvicorn: pip install 'mcp-plugin-mw[serve]'" in done.stderr
