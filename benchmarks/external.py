@@ -5,12 +5,13 @@ External plugins: per-call cost of each transport against in process
 One plugin (``Upper``, which upper-cases a tool argument) on
 ``tool_pre_invoke``, run in process, as a sidecar (``transport: http``,
 hosted by ``mcp-plugin-mw serve-plugin`` on 127.0.0.1) and as a supervised
-child process (``transport: subprocess``, the same server), side by side in
-one run. Each is called through ``PluginManager.invoke`` (an ASGI app's
+child process (``transport: subprocess``, the same server), and, written
+against cpex's API, hosted by cpex's own MCP plugin server runtime
+(``transport: mcp``), side by side in one run. Each is called through ``PluginManager.invoke`` (an ASGI app's
 path) and ``invoke_sync`` (a WSGI app's path); prints microseconds per call
 and how many times the in-process cost each transport takes.
 
-    pip install -e '.[external,serve]'
+    pip install -e '.[external,serve,cpex,mcp]'
     python benchmarks/external.py [--calls 500] [--repeats 3]
 
 Each row of :data:`ROWS` is a function that returns the plugin entry for its
@@ -29,6 +30,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,11 +90,26 @@ def subprocess_child(stack: contextlib.ExitStack) -> dict[str, Any]:
     return {"kind": "external", "transport": "subprocess", "exec": SERVE[0], "args": SERVE[1:], "health_interval": 0}
 
 
+def mcp_server(stack: contextlib.ExitStack) -> dict[str, Any]:
+    # The same plugin written for cpex, hosted by cpex's own MCP plugin server
+    # runtime (pip install -e '.[cpex,mcp]'); its helpers live with the tests.
+    if str(HERE.parent) not in sys.path:
+        sys.path.insert(0, str(HERE.parent))
+    from tests.external_foreign.cpex_server import CpexServer
+
+    directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    plugin = {"name": "upper", "kind": "tests.external_foreign.cpex_plugins.Upper", "hooks": ["tool_pre_invoke"]}
+    server = CpexServer(directory, [plugin]).start(timeout=BOUND)
+    stack.callback(server.stop)
+    return {"kind": "external", "transport": "mcp", "mcp": {"proto": "STREAMABLEHTTP", "url": server.url}}
+
+
 ROWS: dict[str, Row] = {
     "in process": in_process,
     "transport: http (sidecar)": http_sidecar,
     "transport: subprocess": subprocess_child,
-    # "transport: mcp": ..., "kind: mcpd": ...
+    "transport: mcp (cpex server)": mcp_server,
+    # kind: mcpd runs on the HTTP hooks only: see benchmarks/external_foreign.py.
 }
 
 

@@ -100,3 +100,11 @@ class Noop(Plugin):
 
     async def tool_pre_invoke(self, payload: Any, context: PluginContext) -> PluginResult:
         return PluginResult()
+
+
+class Upper(Plugin):
+    """Upper-cases the ``text`` argument (the plugin of ``benchmarks/external.py``, in cpex's API)."""
+
+    async def tool_pre_invoke(self, payload: Any, context: PluginContext) -> PluginResult:
+        args = {**payload.args, "text": str(payload.args.get("text", "")).upper()}
+        return PluginResult(modified_payload=payload.model_copy(update={"args": args}))
