@@ -43,7 +43,7 @@ from mcp_plugin_mw.external.base import (
 )
 from mcp_plugin_mw.models import PAYLOAD_TYPES, Outcome
 from tests.conftest import Call, in_thread
-from tests.external import SERVE_PLUGIN, STDLIB_PLUGIN, Server, wait_for
+from tests.external import CLI, SERVE_PLUGIN, STDLIB_PLUGIN, Server, wait_for
 from tests.external_foreign import need
 from tests.sample_plugins import BOUND
 
@@ -280,9 +280,7 @@ def test_the_plugin_table_shows_external_plugins(tmp_path: Path) -> None:
         "plugins:\n"
         "  - {name: side, kind: external, transport: http, url: 'http://127.0.0.1:9', hooks: [tool_pre_invoke]}\n"
     )
-    out = subprocess.run(
-        [*SERVE_PLUGIN[:-1], "plugins", str(path)], capture_output=True, text=True, timeout=BOUND, check=True
-    )
+    out = subprocess.run([*CLI, "plugins", str(path)], capture_output=True, text=True, timeout=BOUND, check=True)
     assert re.search(r"side\s+external\s+tool_pre_invoke", out.stdout)
 
 

@@ -24,8 +24,9 @@ from tests.sample_plugins import BOUND
 
 ROOT = Path(__file__).resolve().parents[2]
 STDLIB_PLUGIN = str(Path(__file__).with_name("stdlib_plugin.py"))
-SERVE_PLUGIN = [sys.executable, "-c", "from mcp_plugin_mw.cli import main; main()", "serve-plugin"]
-"""``mcp-plugin-mw serve-plugin`` run by this interpreter, whatever PATH holds."""
+CLI = [sys.executable, "-c", "from mcp_plugin_mw.cli import main; main()"]
+"""``mcp-plugin-mw`` run by this interpreter, whatever PATH holds."""
+SERVE_PLUGIN = [*CLI, "serve-plugin"]
 
 
 class Server:
