@@ -62,6 +62,7 @@ class PluginManager:
         self._started: concurrent.futures.Future[None] | None = None
         self._ready = False
         self._closed = False
+        self._initialized: list[Plugin] = []
         if self.config.plugin_settings.enabled:
             self._plugins = self._load(self.config)
         self._build()
@@ -102,6 +103,7 @@ class PluginManager:
             raise ValueError(f"plugin {plugin.name!r} lists hooks it does not implement: {', '.join(missing)}")
         if self._ready:
             _run_blocking(plugin.initialize())
+            self._initialized.append(plugin)
         with self._lock:
             self._plugins.append(plugin)
             self._build()
@@ -233,7 +235,12 @@ class PluginManager:
                 if inspect.isawaitable(outcome):
                     await outcome
             except Exception as exc:
-                raise RuntimeError(f"plugin {plugin.name!r} failed to initialize: {exc}") from exc
+                prefix = f"plugin {plugin.name!r}"
+                message = str(exc) if str(exc).startswith(prefix) else f"{prefix} failed to initialize: {exc}"
+                raise RuntimeError(message) from exc
+            # Whatever started must be stopped on close, even if a later
+            # plugin fails to start (a child process would outlive the app).
+            self._initialized.append(plugin)
 
     def close(self) -> None:
         """Shut every initialized plugin down; further invocations raise."""
@@ -252,11 +259,12 @@ class PluginManager:
             self._closed = True
             # Invocations after this find the manager not ready, try to start
             # it and raise: a closed guardrail must not silently pass traffic.
-            started, self._ready = self._ready, False
-            return started
+            self._ready = False
+            return bool(self._initialized)
 
     async def _shutdown_all(self) -> None:
-        for plugin in reversed(self._plugins):
+        initialized, self._initialized = self._initialized, []
+        for plugin in reversed(initialized):
             try:
                 outcome = plugin.shutdown()
                 if inspect.isawaitable(outcome):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
@@ -37,8 +38,6 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 logger = logging.getLogger("mcp_plugin_mw.wsgi")
-
-_REASONS = {200: "OK", 403: "Forbidden", 413: "Content Too Large", 415: "Unsupported Media Type", 500: "Error"}
 
 
 class WSGIPluginMiddleware:
@@ -252,7 +251,10 @@ def _status_code(status: str) -> int:
 
 
 def _status_line(code: int) -> str:
-    return f"{code} {_REASONS.get(code, 'Status')}"
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Status"
 
 
 def _reply(start_response: StartResponse, reply: Reply) -> list[bytes]:

@@ -348,3 +348,32 @@ def test_invoke_sync_from_many_threads_with_a_shared_async_client(make_manager, 
     assert all(client is lookup.client for client in lookup.clients_used)
     manager.close()
     assert lookup.closed
+
+
+def test_close_after_a_failed_start_shuts_down_what_did_start() -> None:
+    """A plugin that started before another failed is still shut down by close()."""
+    import mcp_plugin_mw as mw
+
+    events: list[str] = []
+
+    class Starts(mw.Plugin):
+        def initialize(self) -> None:
+            events.append("start")
+
+        def shutdown(self) -> None:
+            events.append("stop")
+
+        def tool_pre_invoke(self, payload: object, context: object) -> None:
+            return None
+
+    class Fails(Starts):
+        def initialize(self) -> None:
+            raise OSError("no port")
+
+    manager = mw.PluginManager({})
+    manager.register(Starts(mw.PluginConfig(name="ok", kind="x.Starts")))
+    manager.register(Fails(mw.PluginConfig(name="bad", kind="x.Fails")))
+    with pytest.raises(RuntimeError, match="plugin 'bad' failed to initialize: no port"):
+        manager.initialize()
+    manager.close()
+    assert events == ["start", "stop"]
