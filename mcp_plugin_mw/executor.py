@@ -191,6 +191,11 @@ class Executor:
         self._active = frozenset(hook for hook, chain in self._chains.items() if chain)
         self._needs_loop = {hook: any(entry.is_async for entry in found) for hook, found in entries.items()}
 
+    @property
+    def active_hooks(self) -> frozenset[HookType]:
+        """The hooks at least one plugin would run on."""
+        return self._active
+
     def has_hooks_for(self, hook: HookType | str) -> bool:
         """Whether any plugin would run on ``hook``."""
         # HookType is a StrEnum, so a plain string finds the same set member.

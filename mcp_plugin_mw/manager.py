@@ -123,6 +123,11 @@ class PluginManager:
         """Each plugin's health, by name, in configuration order."""
         return {plugin.name: plugin.status() for plugin in self._plugins}
 
+    @property
+    def active_hooks(self) -> frozenset[HookType]:
+        """The hooks at least one plugin would run on."""
+        return self._executor.active_hooks
+
     def has_hooks_for(self, hook: HookType | str) -> bool:
         """Whether any plugin would run on ``hook``; cheap enough for every request."""
         return self._executor.has_hooks_for(hook)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import uuid
+import os
 from collections.abc import Generator
 from typing import Any
 
@@ -39,6 +39,7 @@ Steps = Generator[tuple[HookType, Any, GlobalContext], HookResult, Any]
 
 _PRE_HOOKS = tuple(hooks[0] for hooks in jsonrpc.RPC_HOOKS.values())
 _POST_HOOKS = tuple(hooks[1] for hooks in jsonrpc.RPC_HOOKS.values())
+_RPC_HOOKS = frozenset(_PRE_HOOKS + _POST_HOOKS)
 _IDENTITY = ("", "identity")
 
 
@@ -91,6 +92,8 @@ class Exchange:
     def __init__(self, manager: PluginManager, request: Request) -> None:
         self.manager = manager
         self.settings = manager.settings
+        # Looked up once: which hooks have plugins, for every decision below.
+        self.active = manager.active_hooks
         self.request = request
         self.context = self._context(request)
         self.pending: dict[tuple[bool, Any], jsonrpc.PendingCall] = {}
@@ -106,7 +109,7 @@ class Exchange:
         settings, headers = self.settings, request.headers
         user = header(headers, settings.user_header.lower()) if settings.user_header else None
         context = GlobalContext(
-            request_id=header(headers, "x-request-id") or uuid.uuid4().hex,
+            request_id=header(headers, "x-request-id") or os.urandom(16).hex(),
             user=user or request.user,
             tenant_id=header(headers, settings.tenant_header.lower()) if settings.tenant_header else None,
             server_id=header(headers, settings.server_id_header.lower()) if settings.server_id_header else None,
@@ -123,18 +126,19 @@ class Exchange:
     @staticmethod
     def wants(manager: PluginManager, method: str) -> bool:
         """Whether any plugin could see a request with this method, or its response."""
-        has = manager.has_hooks_for
-        if has(HookType.HTTP_PRE_REQUEST) or has(HookType.HTTP_POST_REQUEST):
+        active = manager.active_hooks
+        if not active:
+            return False
+        if HookType.HTTP_PRE_REQUEST in active or HookType.HTTP_POST_REQUEST in active:
             return True
-        return method == "POST" and any(has(hook) for hook in _PRE_HOOKS + _POST_HOOKS)
+        return method == "POST" and not active.isdisjoint(_RPC_HOOKS)
 
     def needs_body(self) -> bool:
         """Whether the request body must be read before the app runs."""
-        has = self.manager.has_hooks_for
-        if has(HookType.HTTP_PRE_REQUEST):
+        if HookType.HTTP_PRE_REQUEST in self.active:
             return True
         rpc = self.request.method == "POST" and is_json(self.context.content_type)
-        return rpc and any(has(hook) for hook in _PRE_HOOKS + _POST_HOOKS)
+        return rpc and not self.active.isdisjoint(_RPC_HOOKS)
 
     def refuse_early(self, content_length: int | None) -> Reply | None:
         """A reply for a body that must be read but cannot be, else None."""
@@ -156,8 +160,7 @@ class Exchange:
         """Run the request hooks on ``body``; returns a :class:`Forward` or a :class:`Reply`."""
         request = self.request
         forward = Forward(headers=request.headers)
-        has = self.manager.has_hooks_for
-        if has(HookType.HTTP_PRE_REQUEST):
+        if HookType.HTTP_PRE_REQUEST in self.active:
             payload = HttpPreRequestPayload(
                 method=request.method,
                 path=request.path,
@@ -190,9 +193,9 @@ class Exchange:
             return forward  # not JSON: the app answers with its own parse error
         batch = isinstance(decoded, list)
         messages = decoded if batch else [decoded]
-        has = self.manager.has_hooks_for
+        active = self.active
         version_header = header(forward.headers, "mcp-protocol-version")
-        if has(HookType.HTTP_POST_REQUEST):
+        if HookType.HTTP_POST_REQUEST in active:
             self.rpc_batch = batch
             self.rpc_requests = [
                 (m["id"], m["method"], jsonrpc.protocol_version(m, version_header))
@@ -204,7 +207,7 @@ class Exchange:
         renamed: str | None = None
         reused = _reused_ids(messages) if batch else set()
         for message in messages:
-            mapped = jsonrpc.pre_call(message)
+            mapped = jsonrpc.pre_call(message, active)
             if mapped is None:
                 kept.append(message)
                 continue
@@ -221,7 +224,7 @@ class Exchange:
             # Each member of a batch is its own exchange for the plugins: state
             # one member's pre hook leaves must reach only that member's post hook.
             context = dataclasses.replace(self.context, plugin_contexts={}) if batch else self.context
-            if has(pre_hook):
+            if pre_hook in active:
                 result = yield pre_hook, payload, context
                 if not result.continue_processing:
                     changed = True
@@ -234,7 +237,7 @@ class Exchange:
                     changed = True
                     if jsonrpc.entity_name(payload) != before:
                         renamed = jsonrpc.entity_name(payload)
-            if has(post_hook):
+            if post_hook in active:
                 call = jsonrpc.PendingCall(
                     message["id"], message["method"], jsonrpc.entity_name(payload), post_hook, protocol, context
                 )
@@ -313,7 +316,7 @@ class Exchange:
                 return ResponseMode.STREAM
             if kind == "application/json" or (self.injected and status in (200, 202, 204)):
                 return ResponseMode.BUFFER
-        if not streaming and self.manager.has_hooks_for(HookType.HTTP_POST_REQUEST):
+        if not streaming and HookType.HTTP_POST_REQUEST in self.active:
             return ResponseMode.BUFFER
         return ResponseMode.PASS
 
@@ -326,7 +329,7 @@ class Exchange:
         reply = Reply(status, headers, body)
         if self.pending or self.injected:
             reply = yield from self._on_rpc_response(reply)
-        if self.manager.has_hooks_for(HookType.HTTP_POST_REQUEST):
+        if HookType.HTTP_POST_REQUEST in self.active:
             payload = HttpPostRequestPayload(
                 method=self.request.method,
                 path=self.request.path,

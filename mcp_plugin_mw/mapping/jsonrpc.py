@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Container
 from typing import Any
 
 import orjson
@@ -135,17 +136,18 @@ def protocol_version(message: dict[str, Any], header: str | None) -> str | None:
     return header
 
 
-def pre_call(message: Any) -> tuple[HookType, HookType, Any] | None:
+def pre_call(message: Any, active: Container[HookType]) -> tuple[HookType, HookType, Any] | None:
     """The request hook, response hook and payload for ``message``.
 
-    None when the message is not one of the mapped requests or its
+    None when the message is not one of the mapped requests, when neither of
+    its hooks is in ``active`` (then no payload is built at all), or when its
     ``params`` are not of the expected shape (the app will answer that).
     """
     if not is_request(message):
         return None
     hooks = RPC_HOOKS.get(message["method"])
     params = message.get("params")
-    if hooks is None or not isinstance(params, dict):
+    if hooks is None or not isinstance(params, dict) or (hooks[0] not in active and hooks[1] not in active):
         return None
     arguments = params.get("arguments")
     if arguments is None:
