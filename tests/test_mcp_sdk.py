@@ -233,3 +233,38 @@ async def test_plugin_error_is_internal_error_without_traceback() -> None:
         assert caught.value.data["plugin_name"] == "broken"
         assert "Traceback" not in str(caught.value.data)
         assert "kaboom" not in str(caught.value.data)
+
+
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-06-18"])
+async def test_older_revisions_hand_driven(version: str) -> None:
+    """Clients of earlier revisions (initialize, session header, no _meta) get the same hooks."""
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    async with in_process(json_response=True) as (url, http):
+        init = await http.post(
+            url,
+            headers=headers,
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+            },
+        )
+        assert init.json()["result"]["protocolVersion"] == version
+        headers = {**headers, "mcp-session-id": init.headers["mcp-session-id"], "mcp-protocol-version": version}
+        ready = await http.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert ready.status_code == 202
+        call = {"name": "echo", "arguments": {"text": "my secret"}}
+        answer = await http.post(
+            url, headers=headers, json={"jsonrpc": "2.0", "id": 0, "method": "tools/call", "params": call}
+        )
+        result = answer.json()["result"]
+        assert answer.json()["id"] == 0
+        assert result["content"][0]["text"] == "MY [MASKED]"
+        assert "resultType" not in result
+        call = {"name": "echo", "arguments": {"text": "forbidden"}}
+        blocked = await http.post(
+            url, headers=headers, json={"jsonrpc": "2.0", "id": "b", "method": "tools/call", "params": call}
+        )
+        assert blocked.json()["id"] == "b"
+        assert blocked.json()["error"]["data"]["plugin_name"] == "mask"
