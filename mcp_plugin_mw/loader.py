@@ -27,7 +27,7 @@ from typing import Any
 from .models import PluginConfig
 from .plugin import Plugin, implemented_hooks
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginLoadError", "load_plugin", "register_kind", "resolve_class"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginLoadError", "import_object", "load_plugin", "register_kind", "resolve_class"]
 
 ENTRY_POINT_GROUP = "mcp_plugin_mw.plugins"
 
@@ -64,12 +64,8 @@ def resolve_class(kind: str) -> type[Plugin]:
 
 
 def _find(kind: str) -> Any:
-    if ":" in kind:
-        module_name, _, attribute = kind.partition(":")
-        return _import_attribute(module_name, attribute, kind)
-    if "." in kind:
-        module_name, _, attribute = kind.rpartition(".")
-        return _import_attribute(module_name, attribute, kind)
+    if ":" in kind or "." in kind:
+        return import_object(kind)
     return _entry_point(kind)
 
 
@@ -117,6 +113,18 @@ def load_plugin(config: PluginConfig) -> Plugin:
         return cls(resolved)
     except Exception as exc:
         raise PluginLoadError(f"{cls.__qualname__}(...) raised {type(exc).__name__}: {exc}") from exc
+
+
+def import_object(path: str) -> Any:
+    """The object a class path names: ``package.module.Name`` or ``package.module:Name``.
+
+    :raises PluginLoadError: saying which module failed to import and why.
+    """
+    if ":" in path:
+        module_name, _, attribute = path.partition(":")
+    else:
+        module_name, _, attribute = path.rpartition(".")
+    return _import_attribute(module_name, attribute, path)
 
 
 def _import_attribute(module_name: str, attribute: str, kind: str) -> Any:

@@ -47,7 +47,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..loader import PluginLoadError
+from ..loader import PluginLoadError, import_object
 from ..models import (
     PAYLOAD_TYPES,
     Category,
@@ -483,7 +483,7 @@ def load(config: PluginConfig) -> CpexPlugin:
         cpex = importlib.import_module("cpex.framework")
     except ImportError as exc:
         raise PluginLoadError(f"{_INSTALL_HINT} ({exc})") from None
-    cls = _resolve(path)
+    cls = import_object(path)
     if not (isinstance(cls, type) and issubclass(cls, cpex.Plugin)):
         raise PluginLoadError(f"{path!r} is not a cpex plugin class (a subclass of cpex.framework.Plugin)")
     available = _handled_hooks(cls, cpex)
@@ -590,20 +590,6 @@ def _prompt_result(result: Any) -> Any:
         except ValueError:
             pass
     return result
-
-
-def _resolve(path: str) -> Any:
-    module_name, _, attribute = path.replace(":", ".").rpartition(".")
-    if not module_name:
-        raise PluginLoadError(f"{path!r} is not a class path of the form package.module.ClassName")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise PluginLoadError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        raise PluginLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
 
 
 def _handled_hooks(cls: type, cpex: Any) -> list[HookType]:

@@ -83,6 +83,7 @@ from ..models import (
     PluginViolation,
 )
 from .base import ExternalOptions, RemotePlugin
+from .subprocess import exit_reason as _exit_reason
 
 __all__ = [
     "McpdOptions",
@@ -302,15 +303,6 @@ class _Process:
             await self.channel.close()
         await asyncio.to_thread(_end_process, self.process, timeout, logger)
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _exit_reason(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 _running: weakref.WeakSet[McpdPlugin] = weakref.WeakSet()

@@ -104,7 +104,8 @@ class SubprocessOptions(ExternalOptions):
     restart: RestartOptions = Field(default_factory=RestartOptions)
 
 
-def _exit_reason(code: int) -> str:
+def exit_reason(code: int) -> str:
+    """How a child process ended, from its return code, in words."""
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
@@ -175,7 +176,7 @@ class _Child:
     def exited(self) -> str | None:
         """How the process ended, or None while it runs."""
         code = self.process.poll()
-        return None if code is None else f"process {self.pid} {_exit_reason(code)}"
+        return None if code is None else f"process {self.pid} {exit_reason(code)}"
 
     def stderr_excerpt(self) -> str:
         """The last lines of stderr, for error messages (waits briefly for them)."""
@@ -355,7 +356,7 @@ class SubprocessPlugin(RemotePlugin):
             if self._stopping.is_set():
                 return
             self._url = None
-            self._down = f"process {child.pid} {_exit_reason(code)}"
+            self._down = f"process {child.pid} {exit_reason(code)}"
             self.record_health(False, self._down)
             self.logger.warning("plugin %s: %s", self.name, self._down)
             child.kill()  # whatever it started goes with it
