@@ -55,7 +55,6 @@ import contextlib
 import importlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -83,6 +82,7 @@ from ..models import (
     PluginViolation,
 )
 from .base import ExternalOptions, RemotePlugin
+from .subprocess import end_process_group
 from .subprocess import exit_reason as _exit_reason
 
 __all__ = [
@@ -301,7 +301,7 @@ class _Process:
                 await self.method("Stop", self.empty)(self.empty(), timeout=1.0)
         with contextlib.suppress(Exception):
             await self.channel.close()
-        await asyncio.to_thread(_end_process, self.process, timeout, logger)
+        await asyncio.to_thread(end_process_group, self.process, timeout)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -319,22 +319,6 @@ def _stop_leftovers() -> None:
 def _serialize(message: Any) -> bytes:
     data: bytes = message.SerializeToString()
     return data
-
-
-def _end_process(process: subprocess.Popen[bytes], timeout: float, logger: Any) -> None:
-    """Terminate ``process`` and its group; kill them after ``timeout`` seconds."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        if process.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(wait)
-        except subprocess.TimeoutExpired:
-            logger.warning("plugin process %d did not exit after %s", process.pid, sig.name)
-    # Descendants left in the group once the plugin itself is gone.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _pump(stream: Any, logger: Any) -> None:
@@ -421,7 +405,7 @@ class McpdPlugin(RemotePlugin):
         self._stopping = True
         process = self._process
         if process is not None:
-            _end_process(process.process, 1.0, self.logger)
+            end_process_group(process.process, 1.0)
 
     async def _launch(self) -> _Process:
         options = self.options

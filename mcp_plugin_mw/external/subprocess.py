@@ -187,19 +187,28 @@ class _Child:
 
     def terminate(self, grace: float) -> None:
         """SIGTERM the group, wait up to ``grace`` for all of it, then SIGKILL it."""
-        deadline = time.monotonic() + grace
-        if _signal_group(self.pid, signal.SIGTERM):
-            _wait(self.process, grace)
-            # Processes the child started may outlive it; give them the rest of the grace.
-            while time.monotonic() < deadline and _signal_group(self.pid, 0):
-                time.sleep(0.02)
-        self.kill()
+        end_process_group(self.process, grace)
 
     def kill(self) -> None:
         """SIGKILL the group and reap the child."""
-        _signal_group(self.pid, signal.SIGKILL)
-        # Bounded: a process in uninterruptible sleep may take a while to go.
-        _wait(self.process, 5.0)
+        end_process_group(self.process, 0.0)
+
+
+def end_process_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """End a child started in its own process group, and everything it started.
+
+    SIGTERM to the group, up to ``grace`` seconds for all of it to go, then
+    SIGKILL to the group and a bounded wait to reap the child.
+    """
+    deadline = time.monotonic() + grace
+    if grace > 0 and _signal_group(process.pid, signal.SIGTERM):
+        _wait(process, grace)
+        # Processes the child started may outlive it; give them the rest of the grace.
+        while time.monotonic() < deadline and _signal_group(process.pid, 0):
+            time.sleep(0.02)
+    _signal_group(process.pid, signal.SIGKILL)
+    # Bounded: a process in uninterruptible sleep may take a while to go.
+    _wait(process, 5.0)
 
 
 _running: weakref.WeakSet[SubprocessPlugin] = weakref.WeakSet()
