@@ -80,7 +80,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, field_validator
@@ -217,16 +219,15 @@ def _ssn_ok(value: str, text: str, start: int) -> bool:
     return area != "000" and area != "666" and area[0] != "9" and group != "00" and serial != "0000"
 
 
+# Luhn's doubled digits (2d, less 9 above 9), as a translation so that the
+# sum is taken in C: summing a str of ASCII digits's bytes is 48 per digit
+# more than the digits.
+_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
 def _luhn(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        digit = ord(char) - 48
-        if index % 2:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return total % 10 == 0
+    total = sum(digits[-1::-2].encode()) + sum(digits[-2::-2].translate(_DOUBLED).encode())
+    return (total - 48 * len(digits)) % 10 == 0
 
 
 def _card_ok(value: str, text: str, start: int) -> bool:
@@ -242,8 +243,12 @@ def _nanp_ok(digits: str) -> bool:
     return len(digits) == 10 and digits[0] >= "2" and digits[3] >= "2"
 
 
+# The phone alternatives match only ASCII digits and these.
+_PHONE_DIGITS = str.maketrans("", "", " .()+-")
+
+
 def _phone_ok(value: str, text: str, start: int) -> bool:
-    digits = "".join(char for char in value if char.isdigit())
+    digits = value.translate(_PHONE_DIGITS)
     if value[0] != "+":
         return _nanp_ok(digits)
     body = value[1:]
@@ -262,11 +267,25 @@ def _ip_ok(value: str, text: str, start: int) -> bool:
             return False
         groups = [group for group in value.split(":") if group]
         return len(groups) >= 2 and any(char.isdigit() for char in value)
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
+    # The pattern allows only four runs of one to three ASCII digits: what
+    # IPv4Address refuses among those is a leading zero or a value over 255.
+    for octet in value.split("."):
+        if (octet[0] == "0" and len(octet) > 1) or int(octet) > 255:
+            return False
+    return not _after_version_word(text, start)
+
+
+def _after_version_word(text: str, start: int) -> bool:
+    # _VERSION_BEFORE can only match when, past the separators, the text ends
+    # in the last letter of one of its words (none of which folds to another
+    # letter); checking that first spares most addresses the regex search.
+    floor = max(0, start - 16)
+    index = start - 1
+    while index >= floor and (text[index] in ":#=" or text[index].isspace()):
+        index -= 1
+    if index < floor or text[index] not in "vrndewlVRNDEWL":
         return False
-    return _VERSION_BEFORE.search(text, max(0, start - 16), start) is None
+    return _VERSION_BEFORE.search(text, floor, start) is not None
 
 
 def _iban_ok(value: str, text: str, start: int) -> bool:
@@ -289,6 +308,9 @@ _VALIDATORS: dict[str, Callable[[str, str, int], bool]] = {
 
 Span = tuple[str, int, int]
 """A finding: ``(type, start, end)``."""
+
+_KIND = itemgetter(0)
+_START = itemgetter(1)
 
 
 def _emails(text: str) -> Iterator[Span]:
@@ -359,6 +381,10 @@ class Detector:
         if "IBAN" in groups:
             alternatives.insert(0, f"(?P<IBAN>{_DIGIT_LED['IBAN']})")
         self._led = re.compile(f"{_LEAD}(?:{'|'.join(alternatives)})") if alternatives else None
+        # One lookup per candidate: (type, offset, validator) by group name.
+        self._groups = {
+            group: (_GROUP_TYPE[group], _GROUP_OFFSET.get(group, 0), _VALIDATORS[group]) for group in groups
+        }
         self._email = "EMAIL" in wanted
         self._ipv6 = "IP_ADDRESS" in wanted
 
@@ -369,13 +395,14 @@ class Detector:
             return []
         spans: list[Span] = []
         if self._led is not None:
+            groups = self._groups
+            append = spans.append
             for match in self._led.finditer(text):
-                group = match.lastgroup
-                assert group is not None
-                start = match.start() - _GROUP_OFFSET.get(group, 0)
-                end = match.end()
-                if _VALIDATORS[group](text[start:end], text, start):
-                    spans.append((_GROUP_TYPE[group], start, end))
+                kind, offset, valid = groups[match.lastgroup]  # type: ignore[index]
+                start, end = match.span()
+                start -= offset
+                if valid(text[start:end], text, start):
+                    append((kind, start, end))
         sources = 1
         if self._email and "@" in text:
             sources += 1
@@ -388,12 +415,17 @@ class Detector:
 
 def _disjoint(spans: list[Span]) -> list[Span]:
     """``spans`` in order, keeping the earliest (then the longest) of overlapping ones."""
-    spans.sort(key=lambda span: (span[1], span[1] - span[2]))
+    # Sorting on the start alone keys in C; spans that start together (rare)
+    # come in the order found, so the longest of them replaces the first kept.
+    spans.sort(key=_START)
     kept: list[Span] = []
     end = -1
     for span in spans:
         if span[1] >= end:
             kept.append(span)
+            end = span[2]
+        elif span[2] > end and span[1] == kept[-1][1]:
+            kept[-1] = span
             end = span[2]
     return kept
 
@@ -457,6 +489,14 @@ class PIIFilterPlugin(TextFilterPlugin):
         if problems:
             raise config_error(problems)
         self._salt = settings.hash_salt.encode()
+        # Replacements that do not depend on the value, made once rather than
+        # per finding (unless a subclass masks its own way).
+        self._fixed: dict[str, str] = {}
+        if type(self).mask is PIIFilterPlugin.mask:
+            if settings.strategy == "redact":
+                kinds = [*TYPES, *(name for name, _ in self._custom)]
+                self._fixed = {kind: f"[REDACTED:{kind}]" for kind in kinds}
+            self._fixed.update(self._replacements)
 
     def find(self, text: str) -> list[Span]:
         """Every PII span in ``text``: ``(type, start, end)``, in order, not overlapping."""
@@ -487,17 +527,21 @@ class PIIFilterPlugin(TextFilterPlugin):
         spans = self.find(text)
         if not spans:
             return text
-        for kind, *_ in spans:
-            counted(found, kind)
+        for kind, times in Counter(map(_KIND, spans)).items():
+            counted(found, kind, times)
         if self.blocks:
             return text
         pieces: list[str] = []
+        append = pieces.append
+        fixed = self._fixed.get
+        mask = self.mask
         position = 0
         for kind, start, end in spans:
-            pieces.append(text[position:start])
-            pieces.append(self.mask(kind, text[start:end]))
+            append(text[position:start])
+            replacement = fixed(kind)
+            append(mask(kind, text[start:end]) if replacement is None else replacement)
             position = end
-        pieces.append(text[position:])
+        append(text[position:])
         return "".join(pieces)
 
     def violation(self, found: Findings) -> PluginViolation:
