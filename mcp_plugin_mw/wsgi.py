@@ -139,9 +139,9 @@ class _Response:
                 if piece:
                     yield piece
             elif self.mode is ResponseMode.STREAM:
-                out = drive_sync(self.manager, self.exchange.on_stream_chunk(piece))
-                if out:
-                    yield out
+                # Even when the chunk only began an event, yield (b""): PEP 3333
+                # forbids holding the server's iteration for more app output.
+                yield drive_sync(self.manager, self.exchange.on_stream_chunk(piece))
             elif not self.oversized:
                 self.buffer += piece
                 if len(self.buffer) > self.exchange.settings.max_response_bytes:
