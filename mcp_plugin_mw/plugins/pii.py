@@ -188,7 +188,7 @@ _GROUP_OFFSET = {"IBAN": 2}  # where the match really starts, before the lead
 
 # E-mail addresses are found from their '@', IPv6 addresses from two colons
 # close together: both literals re finds fast, and rare in most text.
-_EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_LAST_NOT_LOCAL = re.compile(r".*[^A-Za-z0-9._%+-]", re.DOTALL)
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}(?![\w-]|\.[A-Za-z0-9])")
 _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?:\.[0-9]{1,3}){3})?(?![\w:]|\.[0-9])")
@@ -323,9 +323,11 @@ def _emails(text: str) -> Iterator[Span]:
     while at != -1:
         domain = _EMAIL_DOMAIN.match(text, at)
         if domain is not None:
-            start, floor = at, max(0, at - 64)
-            while start > floor and text[start - 1] in _EMAIL_LOCAL:
-                start -= 1
+            # The local part runs back from the '@' to the last character
+            # that cannot be in one (one re call, not a Python loop).
+            floor = max(0, at - 64)
+            stop = _LAST_NOT_LOCAL.match(text, floor, at)
+            start = floor if stop is None else stop.end()
             before = text[start - 1] if start else " "
             while start < at and text[start] == ".":  # a leading dot is punctuation
                 start += 1
@@ -336,7 +338,7 @@ def _emails(text: str) -> Iterator[Span]:
                 and not (before.isalnum() or before in "_.%+-")
                 and ".." not in local
                 and domain.group().rpartition(".")[2].lower() not in _FILE_SUFFIXES
-                and _outside_url(text, start)
+                and (start == 0 or text[start - 1] in _URL_TOKEN_STOP or _outside_url(text, start))
             ):
                 yield "EMAIL", start, domain.end()
                 at = text.find("@", domain.end())
