@@ -224,42 +224,44 @@ def _ssn_ok(value: str, text: str, start: int) -> bool:
     return area != "000" and area != "666" and area[0] != "9" and group != "00" and serial != "0000"
 
 
-# Luhn's doubled digits (2d, less 9 above 9), as a translation so that the
-# sum is taken in C: summing a str of ASCII digits's bytes is 48 per digit
-# more than the digits.
-_DOUBLED = str.maketrans("0123456789", "0246813579")
+# Card and phone candidates hold only ASCII digits and separators, so their
+# digits are taken as bytes: bytes.translate deletes in C, where str.translate
+# with a table goes through a dict per character.
+# Luhn's doubled digits (2d, less 9 above 9), so that the sum is taken in C:
+# the sum of ASCII digits' bytes is 48 per digit more than the digits'.
+_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
-def _luhn(digits: str) -> bool:
-    total = sum(digits[-1::-2].encode()) + sum(digits[-2::-2].translate(_DOUBLED).encode())
+def _luhn(digits: bytes) -> bool:
+    total = sum(digits[-1::-2]) + sum(digits[-2::-2].translate(_DOUBLED))
     return (total - 48 * len(digits)) % 10 == 0
 
 
 def _card_ok(value: str, text: str, start: int) -> bool:
-    digits = value.replace(" ", "").replace("-", "")
-    return "2" <= digits[0] <= "6" and _luhn(digits)
+    digits = value.encode().translate(None, b" -")
+    return 0x32 <= digits[0] <= 0x36 and _luhn(digits)  # '2' to '6'
 
 
-def _nanp_ok(digits: str) -> bool:
+def _nanp_ok(digits: bytes) -> bool:
     if len(digits) == 11:
-        if digits[0] != "1":
+        if digits[0] != 0x31:  # '1'
             return False
         digits = digits[1:]
-    return len(digits) == 10 and digits[0] >= "2" and digits[3] >= "2"
-
-
-# The phone alternatives match only ASCII digits and these.
-_PHONE_DIGITS = str.maketrans("", "", " .()+-")
+    return len(digits) == 10 and digits[0] >= 0x32 and digits[3] >= 0x32  # '2'
 
 
 def _phone_ok(value: str, text: str, start: int) -> bool:
-    digits = value.translate(_PHONE_DIGITS)
+    digits = value.encode().translate(None, b" .()+-")
     if value[0] != "+":
         return _nanp_ok(digits)
     body = value[1:]
-    if _PHONE_PUNCTUATION.search(body) or body.count("(") != body.count(")") or body.count("(") > 1:
+    if _PHONE_PUNCTUATION.search(body):
         return False
-    if digits[0] == "1":
+    if "(" in body or ")" in body:
+        opened = body.count("(")
+        if opened > 1 or opened != body.count(")"):
+            return False
+    if digits[0] == 0x31:  # '1'
         return _nanp_ok(digits)
     return 8 <= len(digits) <= 15
 
@@ -274,21 +276,41 @@ def _ip_ok(value: str, text: str, start: int) -> bool:
         return len(groups) >= 2 and any(char.isdigit() for char in value)
     # The pattern allows only four runs of one to three ASCII digits: what
     # IPv4Address refuses among those is a leading zero or a value over 255.
-    for octet in value.split("."):
-        if (octet[0] == "0" and len(octet) > 1) or int(octet) > 255:
-            return False
-    return not _after_version_word(text, start)
+    return _IPV4_OCTETS.match(value) is not None and not _after_version_word(text, start)
+
+
+_IPV4_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_OCTETS = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}\Z")
+# How _VERSION_BEFORE's words end: their last letter, and the letters that can
+# come before it (None: the one-letter "v"). Folding under IGNORECASE adds
+# only the long s among these letters.
+_VERSION_ENDINGS: dict[str, str | None] = {
+    "v": None,
+    "r": "eE",
+    "n": "oO",
+    "d": "lL",
+    "e": "sS\u017frR",
+    "w": "fF",
+    "l": "eE",
+}
+_VERSION_ENDINGS.update({last.upper(): before for last, before in _VERSION_ENDINGS.items()})
 
 
 def _after_version_word(text: str, start: int) -> bool:
-    # _VERSION_BEFORE can only match when, past the separators, the text ends
-    # in the last letter of one of its words (none of which folds to another
-    # letter); checking that first spares most addresses the regex search.
+    # Only when, past the separators, the text ends like one of
+    # _VERSION_BEFORE's words can that regex match: checking so first spares
+    # most addresses the regex search.
     floor = max(0, start - 16)
     index = start - 1
     while index >= floor and (text[index] in ":#=" or text[index].isspace()):
         index -= 1
-    if index < floor or text[index] not in "vrndewlVRNDEWL":
+    if index < floor:
+        return False
+    ending = text[index]
+    if ending not in _VERSION_ENDINGS:
+        return False
+    before = _VERSION_ENDINGS[ending]
+    if before is not None and index > 0 and text[index - 1] not in before:
         return False
     return _VERSION_BEFORE.search(text, floor, start) is not None
 
