@@ -72,9 +72,19 @@ def media_type(content_type: str | None) -> str:
 
 
 def is_json(content_type: str | None) -> bool:
-    """Whether a Content-Type names JSON (``application/json`` or ``+json``)."""
-    kind = media_type(content_type)
-    return kind == "application/json" or kind.endswith("+json")
+    """Whether a Content-Type names JSON (``application/json`` or ``+json``).
+
+    A comma-separated list counts when any of its types is JSON: the MCP SDK
+    server accepts ``text/plain, application/json`` as JSON, so its body
+    must not pass unread.
+    """
+    if not content_type:
+        return False
+    for part in content_type.split(","):
+        kind = media_type(part)
+        if kind == "application/json" or kind.endswith("+json"):
+            return True
+    return False
 
 
 def problem(status: int, detail: str, **extra: Any) -> tuple[int, Headers, bytes]:

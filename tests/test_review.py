@@ -1,0 +1,62 @@
+"""
+Review findings: guardrail bypasses found by reading the middleware
+===================================================================
+
+Each test shows traffic that a subscribed plugin must see but that reached
+the app or the client unchecked before the fix it came with.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from starlette.requests import Request as StarletteRequest
+
+import mcp_plugin_mw as mw
+from tests.test_asgi import EchoApp, client, tools_call
+
+MASK = {"plugins": [{"name": "mask", "kind": "tests.mcp_plugins.MaskSecret"}]}
+SHOUT = {"plugins": [{"name": "shout", "kind": "tests.mcp_plugins.Shout"}]}
+
+
+def _sdk_accepts_content_type(content_type: str) -> bool:
+    """What the official MCP SDK server decides about a request's Content-Type."""
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": [(b"content-type", content_type.encode())]}
+    transport = StreamableHTTPServerTransport(mcp_session_id=None)
+    return bool(transport._check_content_type(StarletteRequest(scope)))
+
+
+async def test_content_type_list_naming_json_is_inspected() -> None:
+    # The SDK server takes a Content-Type that lists application/json among
+    # other types as JSON; the middleware must read such a body too.
+    for content_type in ("text/plain, application/json", "application/json, text/plain"):
+        assert _sdk_accepts_content_type(content_type)
+        app = EchoApp()
+        async with client(mw.PluginMiddleware(app, config=MASK)) as http:
+            answer = await http.post("/mcp", content=tools_call("forbidden"), headers={"content-type": content_type})
+        assert app.calls == 0, content_type
+        assert answer.json()["error"]["message"].startswith("Plugin Violation")
+
+
+def test_content_type_list_naming_json_is_inspected_wsgi() -> None:
+    seen: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    body = tools_call("forbidden")
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/mcp",
+        "CONTENT_TYPE": "text/plain, application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    out = b"".join(mw.WSGIPluginMiddleware(app, config=MASK)(environ, lambda *a: None))
+    assert seen == []
+    assert orjson.loads(out)["error"]["message"].startswith("Plugin Violation")
