@@ -8,6 +8,7 @@ the app or the client unchecked before the fix it came with.
 
 from __future__ import annotations
 
+import gzip
 import io
 from typing import Any
 
@@ -60,3 +61,45 @@ def test_content_type_list_naming_json_is_inspected_wsgi() -> None:
     out = b"".join(mw.WSGIPluginMiddleware(app, config=MASK)(environ, lambda *a: None))
     assert seen == []
     assert orjson.loads(out)["error"]["message"].startswith("Plugin Violation")
+
+
+def _sse(*documents: Any) -> bytes:
+    return b"".join(b"event: message\r\ndata: " + orjson.dumps(d) + b"\r\n\r\n" for d in documents)
+
+
+RESULT = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "quiet"}]}}
+
+
+async def test_compressed_event_stream_is_not_passed_unchecked() -> None:
+    # README: a compressed response a response hook should see is replaced,
+    # never passed unchecked. An event stream is a response too.
+    app = EchoApp(
+        response=gzip.compress(_sse(RESULT)),
+        content_type=b"text/event-stream",
+        extra_headers=[(b"content-encoding", b"gzip")],
+    )
+    async with client(mw.PluginMiddleware(app, config=SHOUT)) as http:
+        answer = await http.post("/mcp", content=tools_call(), headers={"content-type": "application/json"})
+    assert answer.headers.get("content-encoding") is None
+    assert answer.json()["error"]["code"] == -32603
+    assert answer.json()["id"] == 1
+
+
+def test_compressed_event_stream_is_not_passed_unchecked_wsgi() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/event-stream"), ("Content-Encoding", "gzip")])
+        return [gzip.compress(_sse(RESULT))]
+
+    body = tools_call()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/mcp",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    started: list[Any] = []
+    out = b"".join(mw.WSGIPluginMiddleware(app, config=SHOUT)(environ, lambda *a: started.append(a)))
+    assert [name.lower() for name, _ in started[-1][1]].count("content-encoding") == 0
+    assert orjson.loads(out)["error"]["code"] == -32603

@@ -311,6 +311,11 @@ class Exchange:
         kind = media_type(header(headers, "content-type"))
         streaming = kind == "text/event-stream"
         if self.pending or self.injected:
+            encoding = (header(headers, "content-encoding") or "").strip().lower()
+            if streaming and self.pending and encoding not in _IDENTITY:
+                # Compressed events cannot be parsed: buffer, so that
+                # on_response replaces the stream rather than pass it unread.
+                return ResponseMode.BUFFER
             if streaming:
                 self.sse = SSEParser()
                 return ResponseMode.STREAM
