@@ -103,3 +103,20 @@ def test_compressed_event_stream_is_not_passed_unchecked_wsgi() -> None:
     out = b"".join(mw.WSGIPluginMiddleware(app, config=SHOUT)(environ, lambda *a: started.append(a)))
     assert [name.lower() for name, _ in started[-1][1]].count("content-encoding") == 0
     assert orjson.loads(out)["error"]["code"] == -32603
+
+
+async def test_batched_responses_in_one_event_are_inspected() -> None:
+    # MCP 2025-03-26: the responses on an event stream "MAY be batched".
+    batch = orjson.dumps(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {}}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {}}},
+        ]
+    )
+    second = {**RESULT, "id": 2}
+    app = EchoApp(response=b"data: " + orjson.dumps([RESULT, second]) + b"\n\n", content_type=b"text/event-stream")
+    async with client(mw.PluginMiddleware(app, config=SHOUT)) as http:
+        answer = await http.post("/mcp", content=batch, headers={"content-type": "application/json"})
+    assert answer.text.startswith("data: ")
+    documents = orjson.loads(answer.text[len("data: ") :])
+    assert [d["result"]["content"][0]["text"] for d in documents] == ["QUIET", "QUIET"]

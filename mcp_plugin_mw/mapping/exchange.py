@@ -434,6 +434,15 @@ class Exchange:
         if not self.pending or not event.has_data or not event.complete:
             return event.raw
         message = jsonrpc.decode(event.data.encode())
+        if isinstance(message, list):
+            # MCP 2025-03-26 lets the responses on a stream be batched.
+            changed = False
+            out: list[Any] = []
+            for member in message:
+                updated = yield from self._on_rpc_message(member)
+                changed = changed or updated is not None
+                out.append(member if updated is None else updated)
+            return reencode(event, jsonrpc.encode(out).decode()) if changed else event.raw
         if not isinstance(message, dict):
             return event.raw
         updated = yield from self._on_rpc_message(message)
