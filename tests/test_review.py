@@ -8,12 +8,23 @@ the app or the client unchecked before the fix it came with.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from mcp.server.streamable_http import StreamableHTTPServerTransport
+import pytest
+import uvicorn
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventMessage, EventStore, StreamableHTTPServerTransport
 from starlette.requests import Request as StarletteRequest
 
 import mcp_plugin_mw as mw
@@ -120,3 +131,91 @@ async def test_batched_responses_in_one_event_are_inspected() -> None:
     assert answer.text.startswith("data: ")
     documents = orjson.loads(answer.text[len("data: ") :])
     assert [d["result"]["content"][0]["text"] for d in documents] == ["QUIET", "QUIET"]
+
+
+class MemoryEventStore(EventStore):
+    """The smallest event store the SDK server resumes streams from."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []
+
+    async def store_event(self, stream_id: str, message: Any) -> str:
+        event_id = str(len(self.events) + 1)
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id: str, send_callback: Any) -> str | None:
+        found = [i for i, (event_id, _, _) in enumerate(self.events) if event_id == last_event_id]
+        if not found:
+            return None
+        stream_id = self.events[found[0]][1]
+        for event_id, stream, message in self.events[found[0] + 1 :]:
+            if stream == stream_id and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream_id
+
+
+async def test_result_resumed_over_get_is_not_passed_unchecked() -> None:
+    # MCP 2025-11-25 polling: the server closes the POST stream and the client
+    # resumes it with GET and Last-Event-ID; the result then arrives on the
+    # GET stream. The official SDK client and server do exactly this.
+    server = MCPServer("review")
+
+    @server.tool()
+    async def polled(ctx: Context) -> str:
+        await ctx.close_sse_stream()
+        await asyncio.sleep(0.2)
+        return "quiet"
+
+    @server.tool()
+    def plain() -> str:
+        return "loud"
+
+    inner = server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=50)
+    with uvicorn_serving(mw.PluginMiddleware(inner, config=SHOUT)) as url:
+        async with Client(streamable_http_client(url), mode="legacy") as mcp_client:
+            # The middleware does not know which tool the resumed result
+            # answers, so it fails closed rather than pass it unchecked.
+            with pytest.raises(MCPError) as caught:
+                await asyncio.wait_for(mcp_client.call_tool("polled", {}), 10)
+            assert caught.value.code == -32603
+            assert "cannot be inspected" in caught.value.message
+            # The session goes on: results on the POST's own stream are checked.
+            assert [item.text for item in (await mcp_client.call_tool("plain", {})).content] == ["LOUD"]
+
+
+@contextlib.contextmanager
+def uvicorn_serving(app: Any) -> Iterator[str]:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+async def test_get_stream_passes_what_no_response_hook_watches() -> None:
+    listed = {"jsonrpc": "2.0", "id": 4, "result": {"tools": []}}
+    note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
+    tool = {**RESULT, "id": 5}
+    stream = b": hi\n\n" + _sse(listed, note) + b"id: 7\nevent: message\ndata: " + orjson.dumps(tool) + b"\n\n"
+    app = EchoApp(response=stream, content_type=b"text/event-stream")
+    async with client(mw.PluginMiddleware(app, config=SHOUT)) as http:
+        answer = await http.get("/mcp", headers={"last-event-id": "3"})
+    head, _, tail = answer.content.partition(b"id: 7\n")
+    assert head == b": hi\n\n" + _sse(listed, note)
+    replaced = orjson.loads(tail.split(b"data: ", 1)[1])
+    assert replaced["id"] == 5
+    assert replaced["error"]["code"] == -32603

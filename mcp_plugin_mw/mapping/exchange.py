@@ -40,6 +40,12 @@ Steps = Generator[tuple[HookType, Any, GlobalContext], HookResult, Any]
 _PRE_HOOKS = tuple(hooks[0] for hooks in jsonrpc.RPC_HOOKS.values())
 _POST_HOOKS = tuple(hooks[1] for hooks in jsonrpc.RPC_HOOKS.values())
 _RPC_HOOKS = frozenset(_PRE_HOOKS + _POST_HOOKS)
+# The member every result of a mapped method has (MCP schema), by response hook.
+_RESULT_SHAPES = (
+    ("content", HookType.TOOL_POST_INVOKE),
+    ("messages", HookType.PROMPT_POST_FETCH),
+    ("contents", HookType.RESOURCE_POST_FETCH),
+)
 _IDENTITY = ("", "identity")
 
 
@@ -104,6 +110,9 @@ class Exchange:
         self.rpc_requests: list[tuple[Any, str, str | None]] = []
         self.rpc_batch = False
         self.sse: SSEParser | None = None
+        # An event stream that answers no request of its own (a GET): results
+        # on it were asked for by an earlier request, whose calls are unknown.
+        self.resumed = False
 
     def _context(self, request: Request) -> GlobalContext:
         settings, headers = self.settings, request.headers
@@ -131,6 +140,10 @@ class Exchange:
             return False
         if HookType.HTTP_PRE_REQUEST in active or HookType.HTTP_POST_REQUEST in active:
             return True
+        if method == "GET":
+            # A GET stream may resume an earlier POST's stream (Last-Event-ID)
+            # and carry its results.
+            return not active.isdisjoint(_POST_HOOKS)
         return method == "POST" and not active.isdisjoint(_RPC_HOOKS)
 
     def needs_body(self) -> bool:
@@ -321,6 +334,10 @@ class Exchange:
                 return ResponseMode.STREAM
             if kind == "application/json" or (self.injected and status in (200, 202, 204)):
                 return ResponseMode.BUFFER
+        if streaming and self.request.method == "GET" and not self.active.isdisjoint(_POST_HOOKS):
+            self.sse = SSEParser()
+            self.resumed = True
+            return ResponseMode.STREAM
         if not streaming and HookType.HTTP_POST_REQUEST in self.active:
             return ResponseMode.BUFFER
         return ResponseMode.PASS
@@ -396,6 +413,11 @@ class Exchange:
         request_id = jsonrpc.response_id(message)
         call = self.pending.pop(_id_key(request_id), None) if request_id is not jsonrpc.NO_ID else None
         if call is None:
+            if self.resumed and request_id is not jsonrpc.NO_ID and self._watched_result(message["result"]):
+                # Fail closed: the request (tool, prompt or resource) is not
+                # known here, so the response hook cannot be run on it.
+                detail = "a result resumed on another stream cannot be inspected by plugins"
+                return jsonrpc.error_response(request_id, jsonrpc.INTERNAL_ERROR, detail)
             return None
         original = message["result"]
         result = yield call.post_hook, jsonrpc.post_payload(call, original), call.context
@@ -410,6 +432,12 @@ class Exchange:
             # 2026-07-28 client requires.
             updated["result"] = {**new, "resultType": new.get("resultType", original["resultType"])}
         return updated
+
+    def _watched_result(self, result: Any) -> bool:
+        """Whether ``result`` has the shape of a result a response hook watches."""
+        if not isinstance(result, dict):
+            return False
+        return any(key in result and hook in self.active for key, hook in _RESULT_SHAPES)
 
     def on_stream_chunk(self, chunk: bytes) -> Steps:
         """Transform one chunk of an event stream; returns the bytes to send now."""
@@ -431,7 +459,7 @@ class Exchange:
         return b"".join(out)
 
     def _on_event(self, event: SSEEvent) -> Steps:
-        if not self.pending or not event.has_data or not event.complete:
+        if not (self.pending or self.resumed) or not event.has_data or not event.complete:
             return event.raw
         message = jsonrpc.decode(event.data.encode())
         if isinstance(message, list):
