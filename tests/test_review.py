@@ -219,3 +219,29 @@ async def test_get_stream_passes_what_no_response_hook_watches() -> None:
     replaced = orjson.loads(tail.split(b"data: ", 1)[1])
     assert replaced["id"] == 5
     assert replaced["error"]["code"] == -32603
+
+
+async def test_unterminated_last_event_the_sdk_client_dispatches_is_inspected() -> None:
+    # httpx2's parser, which the SDK client reads streams with, dispatches a
+    # last event that ends in a lone CR at the end of the stream.
+    stream = b"event: message\r\ndata: " + orjson.dumps(RESULT) + b"\r"
+    dispatched = [event.data for event in _client_events(stream)]
+    assert dispatched == [orjson.dumps(RESULT).decode()]
+    app = EchoApp(response=stream, content_type=b"text/event-stream")
+    async with client(mw.PluginMiddleware(app, config=SHOUT)) as http:
+        answer = await http.post("/mcp", content=tools_call(), headers={"content-type": "application/json"})
+    [data] = [event.data for event in _client_events(answer.content)]
+    assert orjson.loads(data)["result"]["content"][0]["text"] == "QUIET"
+    # Untouched (Shout leaves the "slow" tool alone), the tail goes out as it came.
+    slow = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow"}})
+    app = EchoApp(response=stream, content_type=b"text/event-stream")
+    async with client(mw.PluginMiddleware(app, config=SHOUT)) as http:
+        answer = await http.post("/mcp", content=slow, headers={"content-type": "application/json"})
+    assert answer.content == stream
+
+
+def _client_events(stream: bytes) -> list[Any]:
+    from httpx2._sse import _SSEParser
+
+    parser = _SSEParser()
+    return [*parser.decode(stream.decode()), *parser.flush()]

@@ -459,6 +459,16 @@ class Exchange:
         return b"".join(out)
 
     def _on_event(self, event: SSEEvent) -> Steps:
+        if not event.complete and (self.pending or self.resumed):
+            # Some clients still dispatch an unterminated last event: httpx2,
+            # which the SDK client reads with, does when it ends in a lone CR.
+            # Inspect it as if it were terminated; untouched, it goes as it came.
+            parser = SSEParser()
+            pieces: list[bytes] = []
+            for part in [*parser.feed(event.raw + b"\n\n"), *parser.flush()]:
+                pieces.append((yield from self._on_event(part)) if part.complete else part.raw)
+            joined = b"".join(pieces)
+            return event.raw if joined == event.raw + b"\n\n" else joined
         if not (self.pending or self.resumed) or not event.has_data or not event.complete:
             return event.raw
         message = jsonrpc.decode(event.data.encode())
