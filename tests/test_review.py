@@ -245,3 +245,13 @@ def _client_events(stream: bytes) -> list[Any]:
 
     parser = _SSEParser()
     return [*parser.decode(stream.decode()), *parser.flush()]
+
+
+async def test_result_under_a_json_like_content_type_is_inspected() -> None:
+    # The SDK client takes any Content-Type that starts with
+    # "application/json" (lower-cased) as JSON.
+    for content_type in (b"application/json-rpc", b"application/json charset=utf-8"):
+        app = EchoApp(response=orjson.dumps(RESULT), content_type=content_type)
+        async with client(mw.PluginMiddleware(app, config=SHOUT)) as http:
+            answer = await http.post("/mcp", content=tools_call(), headers={"content-type": "application/json"})
+        assert orjson.loads(answer.content)["result"]["content"][0]["text"] == "QUIET", content_type

@@ -332,7 +332,9 @@ class Exchange:
             if streaming:
                 self.sse = SSEParser()
                 return ResponseMode.STREAM
-            if kind == "application/json" or (self.injected and status in (200, 202, 204)):
+            # Any other type with calls pending: the SDK client parses every
+            # type that merely starts with "application/json" as JSON.
+            if kind == "application/json" or self.pending or (self.injected and status in (200, 202, 204)):
                 return ResponseMode.BUFFER
         if streaming and self.request.method == "GET" and not self.active.isdisjoint(_POST_HOOKS):
             self.sse = SSEParser()
