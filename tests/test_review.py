@@ -255,3 +255,38 @@ async def test_result_under_a_json_like_content_type_is_inspected() -> None:
         async with client(mw.PluginMiddleware(app, config=SHOUT)) as http:
             answer = await http.post("/mcp", content=tools_call(), headers={"content-type": "application/json"})
         assert orjson.loads(answer.content)["result"]["content"][0]["text"] == "QUIET", content_type
+
+
+async def test_event_over_the_response_limit_is_replaced_not_raised() -> None:
+    # An event too large to parse used to raise out of the app's send().
+    big = {**RESULT, "result": {"content": [{"type": "text", "text": "x" * 500}]}}
+    stream = b": start\n\n" + _sse(big) + _sse({"jsonrpc": "2.0", "method": "notifications/message"})
+    app = EchoApp(response=stream, content_type=b"text/event-stream")
+    async with client(mw.PluginMiddleware(app, config=SHOUT, max_response_bytes=300)) as http:
+        answer = await http.post("/mcp", content=tools_call(), headers={"content-type": "application/json"})
+    assert b"x" * 500 not in answer.content
+    [data] = [event.data for event in _client_events(answer.content)]
+    assert orjson.loads(data)["error"]["code"] == -32603
+    assert orjson.loads(data)["id"] == 1
+
+
+def test_event_over_the_response_limit_is_replaced_not_raised_wsgi() -> None:
+    big = {**RESULT, "result": {"content": [{"type": "text", "text": "x" * 500}]}}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return [_sse(big)[:200], _sse(big)[200:]]
+
+    body = tools_call()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/mcp",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    middleware = mw.WSGIPluginMiddleware(app, config=SHOUT, max_response_bytes=300)
+    out = b"".join(middleware(environ, lambda *a: None))
+    [data] = [event.data for event in _client_events(out)]
+    assert orjson.loads(data)["error"]["code"] == -32603

@@ -31,7 +31,7 @@ from ..models import (
 )
 from . import jsonrpc
 from .http import Headers, header, is_json, media_type, problem, replace_header, retry_after, violation_problem
-from .sse import SSEEvent, SSEParser, encode_event, reencode
+from .sse import SSEEvent, SSEEventTooLarge, SSEParser, encode_event, reencode
 
 __all__ = ["Exchange", "Forward", "Reply", "ResponseMode", "Steps", "drive", "drive_sync"]
 
@@ -113,6 +113,8 @@ class Exchange:
         # An event stream that answers no request of its own (a GET): results
         # on it were asked for by an earlier request, whose calls are unknown.
         self.resumed = False
+        # Set once an event outgrew max_response_bytes: the rest is dropped.
+        self.overflowed = False
 
     def _context(self, request: Request) -> GlobalContext:
         settings, headers = self.settings, request.headers
@@ -330,14 +332,14 @@ class Exchange:
                 # on_response replaces the stream rather than pass it unread.
                 return ResponseMode.BUFFER
             if streaming:
-                self.sse = SSEParser()
+                self.sse = SSEParser(self.settings.max_response_bytes)
                 return ResponseMode.STREAM
             # Any other type with calls pending: the SDK client parses every
             # type that merely starts with "application/json" as JSON.
             if kind == "application/json" or self.pending or (self.injected and status in (200, 202, 204)):
                 return ResponseMode.BUFFER
         if streaming and self.request.method == "GET" and not self.active.isdisjoint(_POST_HOOKS):
-            self.sse = SSEParser()
+            self.sse = SSEParser(self.settings.max_response_bytes)
             self.resumed = True
             return ResponseMode.STREAM
         if not streaming and HookType.HTTP_POST_REQUEST in self.active:
@@ -444,16 +446,32 @@ class Exchange:
     def on_stream_chunk(self, chunk: bytes) -> Steps:
         """Transform one chunk of an event stream; returns the bytes to send now."""
         assert self.sse is not None
+        if self.overflowed:
+            return b""
+        try:
+            events = self.sse.feed(chunk)
+        except SSEEventTooLarge:
+            return self._overflow()
         out: list[bytes] = []
-        for event in self.sse.feed(chunk):
+        for event in events:
             out.append((yield from self._on_event(event)))
         return b"".join(out)
+
+    def _overflow(self) -> bytes:
+        # Fail closed: the event may carry a result no hook has seen. Where it
+        # ends cannot be told any more, so nothing after it is sent either.
+        self.overflowed = True
+        detail = f"an event over {self.settings.max_response_bytes} bytes cannot be inspected by plugins"
+        errors = [jsonrpc.error_response(call.id, jsonrpc.INTERNAL_ERROR, detail) for call in self.pending.values()]
+        messages, self.injected = errors + self.injected, []
+        self.pending.clear()
+        return b"".join(encode_event(data=jsonrpc.encode(m).decode(), event="message") for m in messages)
 
     def on_stream_end(self) -> Steps:
         """The bytes that end the stream: any incomplete tail, and replies for blocked batch members."""
         assert self.sse is not None
         out: list[bytes] = []
-        for event in self.sse.flush():
+        for event in [] if self.overflowed else self.sse.flush():
             out.append((yield from self._on_event(event)))
         for message in self.injected:
             out.append(encode_event(data=jsonrpc.encode(message).decode(), event="message"))
