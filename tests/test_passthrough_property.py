@@ -147,19 +147,25 @@ def sse_streams(draw: st.DrawFn, request_ids: list[Any]) -> bytes:
     def line_end() -> bytes:
         return draw(st.sampled_from([b"\r\n", b"\n", b"\r"])) if mixed else end
 
-    data_values = [json.dumps({"jsonrpc": "2.0", "id": i, "result": draw(json_values)}) for i in request_ids]
+    # (data, is_json): only the JSON-RPC messages may be pretty-printed.
+    data_values = [(json.dumps({"jsonrpc": "2.0", "id": i, "result": draw(json_values)}), True) for i in request_ids]
     data_values += [
-        json.dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": n}})
+        (json.dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": n}}), True)
         for n in range(draw(st.integers(0, 2)))
     ]
-    data_values += draw(
-        st.lists(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=10), max_size=2)
-    )
+    data_values += [
+        (text, False)
+        for text in draw(
+            st.lists(
+                st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=10), max_size=2
+            )
+        )
+    ]
     blocks = draw(st.permutations(data_values))
     out = bytearray()
     if draw(st.booleans()):
         out += b"\xef\xbb\xbf" if draw(st.integers(0, 4)) == 0 else b""
-    for data in blocks:
+    for data, is_json_text in blocks:
         if draw(st.booleans()):
             out += b": " + draw(st.sampled_from([b"ping", b"", b"keep-alive \xe2\x9c\x93"])) + line_end() + line_end()
         if draw(st.booleans()):
@@ -167,7 +173,7 @@ def sse_streams(draw: st.DrawFn, request_ids: list[Any]) -> bytes:
         if draw(st.booleans()):
             out += b"id: " + str(draw(st.integers(0, 99))).encode() + line_end()
         # Pretty-printed JSON spans several data lines, which the parser joins.
-        text = data if draw(st.booleans()) else json.dumps(json.loads(data), indent=1) if data.startswith("{") else data
+        text = json.dumps(json.loads(data), indent=1) if is_json_text and draw(st.booleans()) else data
         for piece in text.split("\n"):
             out += b"data:" + draw(st.sampled_from([b" ", b""])) + piece.encode() + line_end()
         out += line_end()
