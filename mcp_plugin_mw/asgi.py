@@ -20,13 +20,15 @@ event as they are sent. Lifespan and websocket scopes pass straight through.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .config import ConfigSource
 from .manager import PluginManager
-from .mapping.exchange import Exchange, Forward, Reply, Request, ResponseMode, drive
+from .mapping.exchange import BodyMode, Exchange, Forward, Reply, Request, ResponseMode, drive
 from .mapping.http import Headers, excluded_urls, problem, replace_header
 
 __all__ = ["PluginMiddleware"]
@@ -64,7 +66,7 @@ class PluginMiddleware:
         self._excluded = excluded_urls(self.manager.settings.excluded_urls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not Exchange.wants(self.manager, scope["method"]):
+        if scope["type"] != "http" or not Exchange.wants(self.manager):
             await self.app(scope, receive, send)
             return
         if self._excluded is not None and self._excluded.search(scope["path"]):
@@ -79,30 +81,38 @@ class _Responder:
     def __init__(self, app: ASGIApp, exchange: Exchange) -> None:
         self.app = app
         self.exchange = exchange
+        self.response = exchange.response
         self.manager = exchange.manager
         self.send: Send = _unset_send
         self.mode = ResponseMode.PASS
+        self.start: Message = {}
         self.status = 200
         self.headers: Headers = []
         self.buffer = bytearray()
         self.oversized = False
+        # Set once the client has had its whole answer (a replacement, or the
+        # end of a failed stream): whatever the app still sends is dropped.
+        self.finished = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.send = send
-        exchange = self.exchange
-        if exchange.needs_body():
-            refusal = exchange.refuse_early(_content_length(exchange.request.headers))
+        requests = self.exchange.request
+        mode = requests.body_mode()
+        if mode is not BodyMode.NONE:
+            refusal = requests.refuse_early(_content_length(requests.request.headers))
             if refusal is not None:
                 await _send_reply(send, refusal)
                 return
-            body = await self._read_body(receive)
-            if body is None:
-                return  # the client went away
-            if len(body) > exchange.settings.max_body_bytes:
-                await _send_reply(send, exchange.too_large())
+            read = await self._read_body(receive, sniff=mode is BodyMode.SNIFF)
+            if read is None:
+                return  # the client went away, or was answered
+            body, rest = read
+            if rest is not None:
+                # Not JSON in any reading the app may use: it gets the bytes unread.
+                await self.app(scope, _replay(body, receive, more=rest), self.send_with_plugins)
                 return
             try:
-                verdict = await drive(self.manager, exchange.on_request(body))
+                verdict = await drive(self.manager, requests.on_request(body))
             except Exception:
                 logger.exception("mcp-plugin-mw failed on a request to %s", scope["path"])
                 await _send_reply(send, Reply(*problem(500, "the request could not be processed")))
@@ -110,68 +120,144 @@ class _Responder:
             if isinstance(verdict, Reply):
                 await _send_reply(send, verdict)
                 return
-            scope = _rewrite(scope, verdict, exchange.request.headers)
+            scope = _rewrite(scope, verdict, requests.request.headers)
             receive = _replay(verdict.body if verdict.body is not None else body, receive)
         await self.app(scope, receive, self.send_with_plugins)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, *, sniff: bool) -> tuple[bytes, bool | None] | None:
+        """The body, and None; or, when sniffing finds it cannot be JSON, what was read and whether more follows.
+
+        None when the client went away or was answered (413).
+        """
+        requests = self.exchange.request
         limit = self.exchange.settings.max_body_bytes
         chunks = bytearray()
-        while True:
+        more = True
+        while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return None
             chunks += message.get("body", b"")
-            if len(chunks) > limit or not message.get("more_body", False):
+            more = message.get("more_body", False)
+            if sniff:
+                verdict = requests.sniff(bytes(chunks), complete=not more)
+                if verdict is None and len(chunks) <= limit:
+                    continue
+                if verdict is False:
+                    return bytes(chunks), more
+                sniff = False
+                declared = _content_length(requests.request.headers)
+                if declared is not None and declared > limit:
+                    await _send_reply(self.send, requests.too_large())
+                    return None
+            if len(chunks) > limit:
                 # Past the limit, stop reading: the answer is 413 whatever follows.
-                return bytes(chunks)
+                await _send_reply(self.send, requests.too_large())
+                return None
+        return bytes(chunks), None
 
     async def send_with_plugins(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
+            self.start = message
             self.status = message["status"]
             self.headers = _decode_headers(message.get("headers", ()))
-            self.mode = self.exchange.response_mode(self.status, self.headers)
+            self.mode = self.response.mode(self.status, self.headers)
             if self.mode is ResponseMode.PASS:
                 await self.send(message)
             elif self.mode is ResponseMode.STREAM:
                 # Events may change size, so the length is no longer known.
                 headers = replace_header(self.headers, "content-length", None)
                 await self.send({**message, "headers": _encode_headers(headers)})
+            elif self.mode is ResponseMode.REPLACE:
+                assert self.response.replacement is not None
+                await _send_reply(self.send, self.response.replacement)
+                self.finished = True
             return  # buffered: the start goes out with the (possibly new) body
-        if kind != "http.response.body" or self.mode is ResponseMode.PASS:
+        if self.mode is ResponseMode.PASS:
             await self.send(message)
+        elif kind == "http.response.trailers":
+            # Trailers follow the body the client got, if its start announced them.
+            if self.start.get("trailers", False) and self.mode is not ResponseMode.REPLACE:
+                await self.send(message)
+        elif self.finished:
             return
-        body: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        if self.mode is ResponseMode.STREAM:
-            await self._stream(body, more)
+        elif kind == "http.response.body":
+            body: bytes = message.get("body", b"")
+            more = message.get("more_body", False)
+            if self.mode is ResponseMode.STREAM:
+                await self._stream(body, more)
+            else:
+                await self._buffer(body, more)
+        elif kind == "http.response.pathsend":
+            await self._pathsend(message)
         else:
-            await self._buffer(body, more)
+            await self.send(message)  # early hints and other extensions
 
     async def _stream(self, body: bytes, more: bool) -> None:
-        exchange = self.exchange
-        out = await drive(self.manager, exchange.on_stream_chunk(body)) if body else b""
-        if not more:
-            out += await drive(self.manager, exchange.on_stream_end())
+        response = self.response
+        try:
+            out = await drive(self.manager, response.on_stream_chunk(body)) if body else b""
+            if not more:
+                out += await drive(self.manager, response.on_stream_end())
+        except Exception:
+            # The status went out already: end the stream with an error event
+            # for each call still waiting, rather than drop the connection.
+            logger.exception("mcp-plugin-mw failed on an event stream from %s", self.exchange.request.request.path)
+            out, more = response.failed_stream(), False
+            self.finished = True
         if out or not more:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
 
-    async def _buffer(self, body: bytes, more: bool) -> None:
-        exchange = self.exchange
+    async def _buffer(self, body: bytes, more: bool, *, pathsend: Message | None = None) -> None:
+        response = self.response
         if not self.oversized:
             self.buffer += body
-            self.oversized = len(self.buffer) > exchange.settings.max_response_bytes
+            self.oversized = len(self.buffer) > self.exchange.settings.max_response_bytes
             if self.oversized:
                 self.buffer = bytearray()
         if more:
             return
+        self.finished = True
         if self.oversized:
-            reply = exchange.oversized_response()
+            reply = response.oversized()
         else:
-            steps = exchange.on_response(self.status, self.headers, bytes(self.buffer))
-            reply = await drive(self.manager, steps)
-        await _send_reply(self.send, reply)
+            original = bytes(self.buffer)
+            try:
+                reply = await drive(self.manager, response.on_response(self.status, self.headers, original))
+            except Exception:
+                logger.exception("mcp-plugin-mw failed on a response from %s", self.exchange.request.request.path)
+                reply = response.failed()
+            if pathsend is not None and reply.body is original and reply.headers is self.headers:
+                # Untouched: the server may still send the file its own way.
+                await self.send(self.start)
+                await self.send(pathsend)
+                return
+        await _send_reply(self.send, reply, self.start)
+
+    async def _pathsend(self, message: Message) -> None:
+        """A file response (the ``http.response.pathsend`` extension) under a buffering hook."""
+        limit = self.exchange.settings.max_response_bytes
+        path = message["path"]
+        try:
+            size = os.stat(path).st_size
+            body = b"" if size > limit else await asyncio.to_thread(_read_file, path)
+        except OSError:
+            logger.exception("mcp-plugin-mw could not read the file response %s", path)
+            self.finished = True
+            await _send_reply(self.send, self.response.failed(), self.start)
+            return
+        if size > limit:
+            self.oversized = True
+        if self.mode is ResponseMode.STREAM:
+            await self._stream(body, False)
+        else:
+            await self._buffer(body, False, pathsend=message)
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def _request(scope: Scope) -> Request:
@@ -234,15 +320,18 @@ def _rewrite(scope: Scope, forward: Forward, original_headers: Headers) -> Scope
     return scope
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the app ``body`` once, then the real messages."""
+def _replay(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
+    """A ``receive`` that hands the app ``body`` once, then the real messages.
+
+    ``more`` says the body goes on: the rest comes from the real ``receive``.
+    """
     replayed = False
 
     async def replay() -> Message:
         nonlocal replayed
         if not replayed:
             replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": more}
         # Streaming servers keep waiting here for http.disconnect: they must
         # reach the real receive, or they spin on a finished body.
         return await receive()
@@ -250,8 +339,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _send_reply(send: Send, reply: Reply) -> None:
-    await send({"type": "http.response.start", "status": reply.status, "headers": _encode_headers(reply.headers)})
+async def _send_reply(send: Send, reply: Reply, start: Message | None = None) -> None:
+    """Send ``reply``; keys of the app's ``start`` message it does not set (``trailers``) are kept."""
+    message: Message = {**start} if start else {}
+    message.update(type="http.response.start", status=reply.status, headers=_encode_headers(reply.headers))
+    await send(message)
     await send({"type": "http.response.body", "body": reply.body, "more_body": False})
 
 

@@ -27,8 +27,9 @@ from typing import Any
 
 from .config import ConfigSource
 from .manager import PluginManager
-from .mapping.exchange import Exchange, Forward, Reply, Request, ResponseMode, drive_sync
+from .mapping.exchange import BodyMode, Exchange, Forward, Reply, Request, ResponseMode, drive_sync
 from .mapping.http import Headers, excluded_urls, problem, replace_header
+from .mapping.request import RequestSide
 
 __all__ = ["WSGIPluginMiddleware"]
 
@@ -64,28 +65,30 @@ class WSGIPluginMiddleware:
         self._excluded = excluded_urls(self.manager.settings.excluded_urls)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        if not Exchange.wants(self.manager, method):
+        if not Exchange.wants(self.manager):
             return self.app(environ, start_response)
         path = _path(environ)
         if self._excluded is not None and self._excluded.search(path):
             return self.app(environ, start_response)
-        exchange = Exchange(self.manager, _request(environ, method, path))
-        if exchange.needs_body():
-            refusal = exchange.refuse_early(_content_length(environ))
+        exchange = Exchange(self.manager, _request(environ, environ.get("REQUEST_METHOD", "GET"), path))
+        requests = exchange.request
+        mode = requests.body_mode()
+        if mode is not BodyMode.NONE:
+            refusal = requests.refuse_early(_content_length(environ))
             if refusal is not None:
                 return _reply(start_response, refusal)
-            body = _read_body(environ, exchange.settings.max_body_bytes)
-            if len(body) > exchange.settings.max_body_bytes:
-                return _reply(start_response, exchange.too_large())
-            try:
-                verdict = drive_sync(self.manager, exchange.on_request(body))
-            except Exception:
-                logger.exception("mcp-plugin-mw failed on a request to %s", path)
-                return _reply(start_response, Reply(*problem(500, "the request could not be processed")))
-            if isinstance(verdict, Reply):
-                return _reply(start_response, verdict)
-            environ = _rewrite(environ, verdict, body, exchange.request.headers)
+            environ, body = _read_body(environ, requests, sniff=mode is BodyMode.SNIFF)
+            if isinstance(body, Reply):
+                return _reply(start_response, body)
+            if body is not None:
+                try:
+                    verdict = drive_sync(self.manager, requests.on_request(body))
+                except Exception:
+                    logger.exception("mcp-plugin-mw failed on a request to %s", path)
+                    return _reply(start_response, Reply(*problem(500, "the request could not be processed")))
+                if isinstance(verdict, Reply):
+                    return _reply(start_response, verdict)
+                environ = _rewrite(environ, verdict, body, requests.request.headers)
         return _Response(self.app, environ, start_response, exchange)
 
 
@@ -94,6 +97,7 @@ class _Response:
 
     def __init__(self, app: WSGIApp, environ: Environ, start_response: StartResponse, exchange: Exchange) -> None:
         self.exchange = exchange
+        self.response = exchange.response
         self.manager = exchange.manager
         self.start_response = start_response
         self.mode = ResponseMode.PASS
@@ -103,32 +107,45 @@ class _Response:
         self.written: list[bytes] = []
         self.buffer = bytearray()
         self.oversized = False
+        # Set once the client has had its whole answer (a replacement, or the
+        # end of a failed stream): the app's further output is not sent.
+        self.finished = False
         self.app_iter = app(environ, self._start)
 
     def _start(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], object]:
         self.status_line = status
         self.headers = [(name.lower(), value) for name, value in headers]
         self.exc_info = exc_info
-        self.mode = self.exchange.response_mode(_status_code(status), self.headers)
+        self.mode = self.response.mode(_status_code(status), self.headers)
         if self.mode is ResponseMode.PASS:
             return self.start_response(status, headers, exc_info)
         if self.mode is ResponseMode.STREAM:
             # Events may change size, so the length is no longer known.
             kept = [(name, value) for name, value in headers if name.lower() != "content-length"]
             self.start_response(status, kept, exc_info)
+        elif self.mode is ResponseMode.REPLACE:
+            assert self.response.replacement is not None
+            self._send_start(self.response.replacement)
         # Bytes given to the legacy write() join the iterable's, in order.
         return self.written.append
+
+    def _send_start(self, reply: Reply) -> None:
+        line = self.status_line if reply.status == _status_code(self.status_line) else _status_line(reply.status)
+        headers = replace_header(reply.headers, "content-length", str(len(reply.body)))
+        self.start_response(line, headers, self.exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
         # start_response may be called only once iteration begins (generator
         # apps), so the mode is looked at per chunk.
         for chunk in self.app_iter:
             yield from self._emit(chunk)
+            if self.finished:
+                return
         yield from self._emit(b"")
+        if self.finished:
+            return
         if self.mode is ResponseMode.STREAM:
-            tail = drive_sync(self.manager, self.exchange.on_stream_end())
-            if tail:
-                yield tail
+            yield self._stream_end()
         elif self.mode is ResponseMode.BUFFER:
             yield self._finish_buffer()
 
@@ -138,26 +155,56 @@ class _Response:
             if self.mode is ResponseMode.PASS:
                 if piece:
                     yield piece
+            elif self.mode is ResponseMode.REPLACE:
+                assert self.response.replacement is not None
+                self.finished = True
+                yield self.response.replacement.body
+                return
             elif self.mode is ResponseMode.STREAM:
                 # Even when the chunk only began an event, yield (b""): PEP 3333
                 # forbids holding the server's iteration for more app output.
-                yield drive_sync(self.manager, self.exchange.on_stream_chunk(piece))
+                yield self._stream_chunk(piece)
+                if self.finished:
+                    return
             elif not self.oversized:
                 self.buffer += piece
                 if len(self.buffer) > self.exchange.settings.max_response_bytes:
                     self.oversized = True
                     self.buffer = bytearray()
 
+    def _stream_chunk(self, piece: bytes) -> bytes:
+        try:
+            chunk: bytes = drive_sync(self.manager, self.response.on_stream_chunk(piece))
+        except Exception:
+            return self._stream_failed()
+        return chunk
+
+    def _stream_end(self) -> bytes:
+        try:
+            tail: bytes = drive_sync(self.manager, self.response.on_stream_end())
+        except Exception:
+            return self._stream_failed()
+        return tail
+
+    def _stream_failed(self) -> bytes:
+        # The status went out already: end the stream with an error event for
+        # each call still waiting, rather than break the response.
+        logger.exception("mcp-plugin-mw failed on an event stream from %s", self.exchange.request.request.path)
+        self.finished = True
+        return self.response.failed_stream()
+
     def _finish_buffer(self) -> bytes:
-        exchange = self.exchange
-        status = _status_code(self.status_line)
+        response = self.response
         if self.oversized:
-            reply = exchange.oversized_response()
+            reply = response.oversized()
         else:
-            steps = exchange.on_response(status, self.headers, bytes(self.buffer))
-            reply = drive_sync(self.manager, steps)
-        line = self.status_line if reply.status == status else _status_line(reply.status)
-        self.start_response(line, reply.headers, self.exc_info)
+            steps = response.on_response(_status_code(self.status_line), self.headers, bytes(self.buffer))
+            try:
+                reply = drive_sync(self.manager, steps)
+            except Exception:
+                logger.exception("mcp-plugin-mw failed on a response from %s", self.exchange.request.request.path)
+                reply = response.failed()
+        self._send_start(reply)
         return reply.body
 
     def close(self) -> None:
@@ -200,23 +247,69 @@ def _content_length(environ: Environ) -> int | None:
         return None
 
 
-def _read_body(environ: Environ, limit: int) -> bytes:
-    """Read at most ``limit + 1`` bytes: enough to know the body is too large."""
+def _read_body(environ: Environ, requests: RequestSide, *, sniff: bool) -> tuple[Environ, bytes | Reply | None]:
+    """The environ for the app, and the body to inspect (None: pass it unread) or a refusal.
+
+    The app only ever reads bytes the plugins saw, or bytes that cannot be
+    JSON: what is read here replaces ``wsgi.input``.
+    """
     stream = environ["wsgi.input"]
-    length = _content_length(environ)
-    if length is None and not environ.get("wsgi.input_terminated"):
-        # Without a length, only a server that marks the stream as terminated
-        # lets us read to its end (PEP 3333).
-        return b""
+    limit = requests.settings.max_body_bytes
+    if environ.get("wsgi.input_terminated"):
+        # The app may read to the end whatever CONTENT_LENGTH says (werkzeug
+        # does): so must we.
+        remaining: int | None = None
+    else:
+        remaining = _content_length(environ)
+        if remaining is None:
+            # PEP 3333: without a length there is no body. An app that reads
+            # the stream anyway must find nothing the plugins did not see.
+            return {**environ, "wsgi.input": io.BytesIO(b"")}, b"" if not sniff else None
     chunks = bytearray()
-    # A read may return fewer bytes than asked for: read until the end.
-    wanted = limit + 1 if length is None else min(length, limit + 1)
-    while len(chunks) < wanted:
-        chunk = stream.read(min(wanted - len(chunks), 65536))
-        if not chunk:
-            break
+    ended = False
+    while not ended and len(chunks) <= limit:
+        wanted = 65536 if remaining is None else min(remaining - len(chunks), 65536)
+        chunk = stream.read(wanted) if wanted > 0 else b""
         chunks += chunk
-    return bytes(chunks)
+        # A read may return fewer bytes than asked for: only b"" ends the body.
+        ended = not chunk or (remaining is not None and len(chunks) >= remaining)
+        if sniff:
+            verdict = requests.sniff(bytes(chunks), complete=ended)
+            if verdict is None:
+                continue
+            if verdict is False:
+                left = None if remaining is None else remaining - len(chunks)
+                return {**environ, "wsgi.input": _Prefixed(bytes(chunks), stream, left)}, None
+            sniff = False
+            if remaining is not None and remaining > limit:
+                return environ, requests.too_large()
+    if len(chunks) > limit:
+        return environ, requests.too_large()
+    return environ, bytes(chunks)
+
+
+class _Prefixed(io.RawIOBase):
+    """``wsgi.input`` for a body the middleware began to read: those bytes, then the rest of the stream."""
+
+    def __init__(self, prefix: bytes, stream: Any, remaining: int | None) -> None:
+        self._prefix = io.BytesIO(prefix)
+        self._stream = stream
+        self._remaining = remaining
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = self._prefix.readinto(view)
+        if count:
+            return count
+        size = len(view) if self._remaining is None else min(len(view), self._remaining)
+        data = self._stream.read(size) if size > 0 else b""
+        view[: len(data)] = data
+        if self._remaining is not None:
+            self._remaining -= len(data)
+        return len(data)
 
 
 def _rewrite(environ: Environ, forward: Forward, body: bytes, original_headers: Headers) -> Environ:

@@ -492,14 +492,15 @@ def test_notifications_and_other_methods_pass(serve: Serve, config: dict[str, An
     assert [item.method for item in served.recorder.received] == ["POST", "GET", "DELETE", "HEAD", "OPTIONS"]
 
 
-def test_malformed_json_reaches_the_app_and_the_server_keeps_serving(serve: Serve) -> None:
+def test_malformed_json_is_refused_and_the_server_keeps_serving(serve: Serve) -> None:
+    # A lenient parser may still read the call in it: the middleware answers
+    # the parse error itself, and the app never sees the body.
     served = serve({"plugins": [*TOOLS["plugins"], *DENY["plugins"]]})
     broken = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "forbidden"'
     answer = served.post("/mcp", broken)
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == -32700
-    assert served.recorder.last.body == broken
-    assert answer.content == served.recorder.produced[-1]
+    assert all(request.body != broken for request in served.recorder.received)
     again = served.post("/mcp", call("echo", {"text": "ok"}))
     assert again.json()["result"]["content"] == [{"type": "text", "text": "ok [checked]"}]
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..models import PluginViolation
+from . import jsonrpc
 
 __all__ = [
     "Headers",
@@ -25,6 +26,7 @@ __all__ = [
     "media_type",
     "problem",
     "replace_header",
+    "rpc_reply",
     "violation_problem",
 ]
 
@@ -115,3 +117,19 @@ def retry_after(violation: PluginViolation) -> Headers:
     if isinstance(seconds, int | float) and seconds >= 0:
         return [("retry-after", str(max(1, round(seconds))))]
     return []
+
+
+def rpc_reply(document: Any, status: int = 200) -> tuple[int, Headers, bytes]:
+    """A JSON-RPC answer (one message or a batch) of the middleware's own.
+
+    A ``Retry-After`` header is added when a violation in it says when to retry.
+    """
+    body = jsonrpc.encode(document)
+    headers: Headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+    for message in document if isinstance(document, list) else [document]:
+        error = message.get("error") if isinstance(message, dict) else None
+        data = error.get("data") if isinstance(error, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("details"), dict):
+            headers += retry_after(PluginViolation(reason="", details=data["details"]))
+            break
+    return status, headers, body

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Container
 from typing import Any
 
@@ -47,8 +48,11 @@ __all__ = [
     "decode",
     "encode",
     "error_response",
+    "id_key",
     "post_payload",
     "pre_call",
+    "refusal",
+    "valid_id",
 ]
 
 RPC_HOOKS: dict[str, tuple[HookType, HookType]] = {
@@ -64,6 +68,7 @@ RESULT_TYPE_SINCE = "2026-07-28"
 
 VIOLATION_META_KEY = "mcp-plugin-mw/violation"
 
+PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
@@ -116,14 +121,82 @@ def encode(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
+def valid_id(value: Any) -> bool:
+    """Whether ``value`` may be a JSON-RPC id: a string, a finite number or null."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int)
+
+
+def id_key(request_id: Any) -> Any:
+    """The key under which a response with ``request_id`` finds its request.
+
+    MCP clients coerce ids (the Python SDK turns ``"5"`` into ``5``), so a
+    response must find its request under every spelling a client would take
+    for the same id: ``5``, ``"5"``, ``5.0`` and ``"05"`` share one key.
+    Keys that merge too much only make the middleware inspect more.
+    """
+    if isinstance(request_id, str):
+        text = request_id.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if digits.isascii() and digits.isdigit():
+            return int(text)
+        return request_id
+    if isinstance(request_id, float) and math.isfinite(request_id) and request_id.is_integer():
+        return int(request_id)
+    return request_id
+
+
 def is_request(message: Any) -> bool:
     """A JSON-RPC request (a method and a string, number or null id), not a notification."""
     return (
         isinstance(message, dict)
         and isinstance(message.get("method"), str)
         and "id" in message
-        and isinstance(message["id"], str | int | float | None)
+        and valid_id(message["id"])
     )
+
+
+def _normalized(method: str) -> str:
+    """How a lenient app may read a method name: case, padding, NULs and doubled slashes ignored."""
+    text = method.replace("\0", "").strip().lower()
+    while "//" in text:
+        text = text.replace("//", "/")
+    return text.strip("/")
+
+
+def refusal(message: Any, active: Container[HookType]) -> dict[str, Any] | None:
+    """The error answering a message the app might run as a mapped call unchecked, else None.
+
+    Such a message names a mapped method whose hooks are active but cannot be
+    mapped: its method is spelt in a way only a lenient app accepts, it has no
+    id or an id JSON-RPC forbids, or its params are not of the method's shape.
+    Call it only for messages :func:`pre_call` did not map.
+    """
+    if not isinstance(message, dict):
+        return None
+    method = message.get("method")
+    if not isinstance(method, str):
+        return None
+    hooks = RPC_HOOKS.get(method)
+    exact = hooks is not None
+    if hooks is None:
+        hooks = RPC_HOOKS.get(_normalized(method))
+        if hooks is None:
+            return None
+    if hooks[0] not in active and hooks[1] not in active:
+        return None
+    request_id = message.get("id")
+    reply_id = request_id if valid_id(request_id) else None
+    if not exact:
+        return error_response(reply_id, INVALID_REQUEST, f"Invalid Request: unknown method {method!r}")
+    if "id" not in message:
+        return error_response(None, INVALID_REQUEST, f"Invalid Request: {method} must be a request with an id")
+    if not valid_id(request_id):
+        return error_response(None, INVALID_REQUEST, "Invalid Request: the id must be a string or a number")
+    return error_response(reply_id, INVALID_PARAMS, f"Invalid params: the params of {method} do not have its shape")
 
 
 def protocol_version(message: dict[str, Any], header: str | None) -> str | None:

@@ -1,0 +1,328 @@
+"""
+The response side of an exchange
+================================
+
+:class:`ResponseSide` runs the response hooks on what the app answers: a JSON
+body once it is complete, an event stream event by event. Its rule (DESIGN
+§9): responses are matched to their requests the way MCP clients match them,
+and a response the plugins cannot attribute, read or parse never reaches the
+client as it is: it is replaced by a JSON-RPC -32603 error (a 502 problem for
+plain HTTP).
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any
+
+from ..models import GlobalContext, HookType, HttpPostRequestPayload, PluginSettings
+from . import jsonrpc
+from .http import Headers, header, media_type, problem, replace_header, rpc_reply
+from .request import RequestSide
+from .sse import SSEEvent, SSEEventTooLarge, SSEParser, encode_event, reencode
+from .state import Calls, Reply, Request, ResponseMode, Steps
+
+__all__ = ["ResponseSide"]
+
+_POST_HOOKS = frozenset(hooks[1] for hooks in jsonrpc.RPC_HOOKS.values())
+# The member every result of a mapped method has (MCP schema), by response hook.
+_RESULT_SHAPES = (
+    ("content", HookType.TOOL_POST_INVOKE),
+    ("messages", HookType.PROMPT_POST_FETCH),
+    ("contents", HookType.RESOURCE_POST_FETCH),
+)
+_IDENTITY = ("", "identity")
+# Charsets in which clients and the plugins read a body alike: JSON's own
+# (RFC 8259 and json.detect_encoding); an event stream is UTF-8 only.
+_JSON_CHARSETS = frozenset({"utf-8", "utf-8-sig", "ascii", "utf-16", "utf-16-le", "utf-16-be", "utf-32"})
+_JSON_CHARSETS |= {"utf-32-le", "utf-32-be"}
+_STREAM_CHARSETS = frozenset({"utf-8", "ascii"})
+_UNMATCHED: Any = object()
+"""The key of a response id no request can have (an array, an object, a boolean)."""
+
+
+class ResponseSide:
+    """The response hooks of one exchange.
+
+    :param settings: the manager's ``plugin_settings``.
+    :param active: the hooks that have plugins.
+    :param request: the request line and headers.
+    :param context: the context the hooks run with.
+    :param calls: the mapped calls the request side left.
+    :param requests: the request side, for answers in the request's terms.
+    """
+
+    def __init__(
+        self,
+        settings: PluginSettings,
+        active: frozenset[HookType],
+        request: Request,
+        context: GlobalContext,
+        calls: Calls,
+        requests: RequestSide,
+    ) -> None:
+        self.settings = settings
+        self.active = active
+        self.request = request
+        self.context = context
+        self.calls = calls
+        self.requests = requests
+        self.sse: SSEParser | None = None
+        self.replacement: Reply | None = None
+        # An event stream that answers no request of its own (a GET): results
+        # on it were asked for by an earlier request, whose calls are unknown.
+        self.resumed = False
+        # Set once an event outgrew max_response_bytes: the rest is dropped.
+        self.overflowed = False
+
+    def mode(self, status: int, headers: Headers) -> ResponseMode:
+        """How to treat the app's response, from its status and headers.
+
+        With :attr:`ResponseMode.REPLACE`, :attr:`replacement` is what the
+        client gets instead.
+        """
+        content_types = [value for name, value in headers if name == "content-type"]
+        kind = media_type(content_types[0]) if content_types else ""
+        streaming = kind == "text/event-stream"
+        if self.calls:
+            unreadable = self._unreadable(headers, content_types, streaming)
+            if unreadable is not None:
+                self.replacement = self._uninspectable(unreadable)
+                return ResponseMode.REPLACE
+            if streaming:
+                self.sse = SSEParser(self.settings.max_response_bytes)
+                return ResponseMode.STREAM
+            # Any other type with calls pending: the SDK client parses every
+            # type that merely starts with "application/json" as JSON.
+            if kind == "application/json" or self.calls.pending or status in (200, 202, 204):
+                return ResponseMode.BUFFER
+        if streaming and self.request.method.upper() == "GET" and not self.active.isdisjoint(_POST_HOOKS):
+            self.sse = SSEParser(self.settings.max_response_bytes)
+            self.resumed = True
+            return ResponseMode.STREAM
+        if not streaming and HookType.HTTP_POST_REQUEST in self.active:
+            return ResponseMode.BUFFER
+        return ResponseMode.PASS
+
+    def _unreadable(self, headers: Headers, content_types: list[str], streaming: bool) -> str | None:
+        """Why plugins could not read the response as its client will, or None."""
+        if len(content_types) > 1:
+            # Which one the client obeys is anybody's guess.
+            return "a response with several Content-Type headers"
+        encoding = (header(headers, "content-encoding") or "").strip().lower()
+        if encoding not in _IDENTITY and (self.calls.pending or streaming):
+            return f"a response with Content-Encoding {encoding!r}"
+        charset = _charset(content_types[0]) if content_types else None
+        if charset is not None:
+            allowed = _STREAM_CHARSETS if streaming else _JSON_CHARSETS
+            if _codec(charset) not in allowed:
+                return f"a response in charset {charset!r}"
+        return None
+
+    def oversized(self) -> Reply:
+        """The reply replacing a response too large to inspect."""
+        return self._uninspectable(f"a response over {self.settings.max_response_bytes} bytes")
+
+    def failed(self) -> Reply:
+        """The reply for a response the plugins or the mapping failed on, before the status went out."""
+        return self._uninspectable("the response (a plugin or the middleware failed)")
+
+    def failed_stream(self) -> bytes:
+        """The events that end a stream the plugins or the mapping failed on after it started."""
+        self.overflowed = True  # nothing more of the app's stream goes out
+        detail = "the rest of the event stream cannot be inspected by plugins (a plugin or the middleware failed)"
+        return _events(self.calls.fail(detail))
+
+    def _uninspectable(self, what: str) -> Reply:
+        # Fail closed: a response the plugins cannot read must not reach the
+        # client unchecked.
+        detail = f"{what} cannot be inspected by plugins"
+        documents = self.calls.fail(detail)
+        if not documents:
+            return Reply(*problem(502, detail))
+        return Reply(*rpc_reply(documents if len(documents) > 1 else documents[0]))
+
+    # ------------------------------------------------------------------
+    # Buffered responses
+    # ------------------------------------------------------------------
+
+    def on_response(self, status: int, headers: Headers, body: bytes) -> Steps:
+        """Run the response hooks on a buffered response; returns the :class:`Reply` to send."""
+        reply = Reply(status, headers, body)
+        if self.calls:
+            reply = yield from self._on_rpc_response(reply)
+        if HookType.HTTP_POST_REQUEST in self.active:
+            payload = HttpPostRequestPayload(
+                method=self.request.method,
+                path=self.request.path,
+                status_code=reply.status,
+                headers=reply.headers,
+                body=reply.body,
+            )
+            result = yield HookType.HTTP_POST_REQUEST, payload, self.context
+            if not result.continue_processing:
+                return self.requests.block_http(result.violation)
+            changed = result.modified_payload
+            if changed is not None:
+                reply = Reply(changed.status_code, list(changed.headers), changed.body)
+                if changed.body != body:
+                    reply.headers = replace_header(reply.headers, "content-length", str(len(reply.body)))
+        return reply
+
+    def _on_rpc_response(self, reply: Reply) -> Steps:
+        calls = self.calls
+        if not reply.body.strip():
+            # Nothing the client could read (a 202 to notifications, say).
+            injected = calls.take_injected()
+            return Reply(*rpc_reply(injected)) if injected else reply
+        decoded = jsonrpc.decode(reply.body)
+        if not isinstance(decoded, dict | list):
+            if not calls.pending:
+                injected = calls.take_injected()
+                return Reply(*rpc_reply(injected)) if injected and decoded is not None else reply
+            return self._uninspectable("a response that is not JSON")
+        batch = isinstance(decoded, list)
+        messages = decoded if batch else [decoded]
+        changed = False
+        out: list[Any] = []
+        for message in messages:
+            updated = yield from self._on_rpc_message(message)
+            changed = changed or updated is not None
+            out.append(message if updated is None else updated)
+        injected = calls.take_injected()
+        if injected:
+            out.extend(injected)
+            changed, batch = True, True
+        if not changed:
+            return reply
+        body = jsonrpc.encode(out if batch else out[0])
+        headers = replace_header(reply.headers, "content-length", str(len(body)))
+        return Reply(reply.status, replace_header(headers, "content-type", "application/json"), body)
+
+    def _on_rpc_message(self, message: Any) -> Steps:
+        """The changed message, or None when it goes out as it came."""
+        if not isinstance(message, dict) or "method" in message or "id" not in message:
+            return None  # requests and notifications of the server's own
+        if "result" not in message and "error" not in message:
+            return None
+        request_id = message["id"]
+        key = jsonrpc.id_key(request_id) if jsonrpc.valid_id(request_id) else _UNMATCHED
+        call = self.calls.pending.pop(key, None) if key is not _UNMATCHED else None
+        if call is None:
+            if self.resumed:
+                if "result" in message and self._watched_result(message["result"]):
+                    # Fail closed: the request (tool, prompt or resource) is not
+                    # known here, so the response hook cannot be run on it.
+                    detail = "a result resumed on another stream cannot be inspected by plugins"
+                    return jsonrpc.error_response(request_id, jsonrpc.INTERNAL_ERROR, detail)
+                return None
+            if key is _UNMATCHED or key not in self.calls.seen:
+                # The client may match it to a call whose hook never ran.
+                detail = "a response to a request the middleware did not see cannot be inspected by plugins"
+                return jsonrpc.error_response(request_id, jsonrpc.INTERNAL_ERROR, detail)
+            return None
+        if "result" not in message:
+            return None  # the call failed: no result to inspect
+        original = message["result"]
+        result = yield call.post_hook, jsonrpc.post_payload(call, original), call.context
+        if not result.continue_processing:
+            return self.requests.blocked(call.id, call.method, result.violation, call.protocol_version)
+        if result.modified_payload is None:
+            return None
+        updated = jsonrpc.apply_post(message, result.modified_payload)
+        new = updated["result"]
+        if isinstance(original, dict) and "resultType" in original and isinstance(new, dict):
+            # A plugin that rebuilds the result must not drop a field the
+            # 2026-07-28 client requires.
+            updated["result"] = {**new, "resultType": new.get("resultType", original["resultType"])}
+        return updated
+
+    def _watched_result(self, result: Any) -> bool:
+        """Whether ``result`` has the shape of a result a response hook watches."""
+        if not isinstance(result, dict):
+            return False
+        return any(key in result and hook in self.active for key, hook in _RESULT_SHAPES)
+
+    # ------------------------------------------------------------------
+    # Event streams
+    # ------------------------------------------------------------------
+
+    def on_stream_chunk(self, chunk: bytes) -> Steps:
+        """Transform one chunk of an event stream; returns the bytes to send now."""
+        assert self.sse is not None
+        if self.overflowed:
+            return b""
+        try:
+            events = self.sse.feed(chunk)
+        except SSEEventTooLarge:
+            return self._overflow()
+        out: list[bytes] = []
+        for event in events:
+            out.append((yield from self._on_event(event)))
+        return b"".join(out)
+
+    def _overflow(self) -> bytes:
+        # Fail closed: the event may carry a result no hook has seen. Where it
+        # ends cannot be told any more, so nothing after it is sent either.
+        self.overflowed = True
+        detail = f"an event over {self.settings.max_response_bytes} bytes cannot be inspected by plugins"
+        return _events(self.calls.fail(detail))
+
+    def on_stream_end(self) -> Steps:
+        """The bytes that end the stream: any incomplete tail, and replies for blocked batch members."""
+        assert self.sse is not None
+        out: list[bytes] = []
+        for event in [] if self.overflowed else self.sse.flush():
+            out.append((yield from self._on_event(event)))
+        out.append(_events(self.calls.take_injected()))
+        return b"".join(out)
+
+    def _on_event(self, event: SSEEvent) -> Steps:
+        watching = bool(self.calls.pending or self.resumed)
+        if not event.complete and watching:
+            # Some clients still dispatch an unterminated last event: httpx2,
+            # which the SDK client reads with, does when it ends in a lone CR.
+            # Inspect it as if it were terminated; untouched, it goes as it came.
+            parser = SSEParser()
+            pieces: list[bytes] = []
+            for part in [*parser.feed(event.raw + b"\n\n"), *parser.flush()]:
+                pieces.append((yield from self._on_event(part)) if part.complete else part.raw)
+            joined = b"".join(pieces)
+            return event.raw if joined == event.raw + b"\n\n" else joined
+        if not watching or not event.has_data or not event.complete:
+            return event.raw
+        message = jsonrpc.decode(event.data.encode())
+        if isinstance(message, list):
+            # MCP 2025-03-26 lets the responses on a stream be batched.
+            changed = False
+            out: list[Any] = []
+            for member in message:
+                updated = yield from self._on_rpc_message(member)
+                changed = changed or updated is not None
+                out.append(member if updated is None else updated)
+            return reencode(event, jsonrpc.encode(out).decode()) if changed else event.raw
+        if not isinstance(message, dict):
+            return event.raw
+        updated = yield from self._on_rpc_message(message)
+        if updated is None:
+            return event.raw
+        return reencode(event, jsonrpc.encode(updated).decode())
+
+
+def _events(messages: list[dict[str, Any]]) -> bytes:
+    return b"".join(encode_event(data=jsonrpc.encode(m).decode(), event="message") for m in messages)
+
+
+def _charset(content_type: str) -> str | None:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip("\"'")
+    return None
+
+
+def _codec(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
