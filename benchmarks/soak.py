@@ -684,6 +684,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     rss: dict[str, int | None] = field(default_factory=dict)
     rss_peak: int = 0
+    started: float = 0.0
     examples: dict[str, str] = field(default_factory=dict)
 
     def record(self, spec: Spec, outcome: str, why: str, seconds: float) -> None:
@@ -728,6 +729,15 @@ async def worker(
         run.record(spec, outcome, why, time.perf_counter() - started)
         if run.done == run.total // 2:
             on_middle()
+        if run.done % max(1, run.total // 10) == 0:
+            tallies = run.tallies.values()
+            print(
+                f"  {run.done}/{run.total} done in {time.monotonic() - run.started:.0f} s, "
+                f"{sum(t.errors for t in tallies)} errors, "
+                f"{sum(t.wrong for t in tallies)} wrong",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 async def sample_rss(run: Run, pid: int) -> None:
@@ -755,7 +765,7 @@ async def drive(args: argparse.Namespace, port: int, pid: int) -> tuple[Run, flo
         def on_middle() -> None:
             run.rss["middle"] = rss_of(pid)
 
-        started = time.monotonic()
+        started = run.started = time.monotonic()
         deadline = started + args.max_seconds
         workers = [
             asyncio.create_task(worker(run, client, port, args, deadline, on_middle)) for _ in range(args.concurrency)
