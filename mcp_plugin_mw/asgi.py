@@ -29,7 +29,7 @@ from typing import Any
 from .config import ConfigSource
 from .manager import PluginManager
 from .mapping.exchange import BodyMode, Exchange, Forward, Reply, Request, ResponseMode, drive
-from .mapping.http import Headers, excluded_urls, problem, replace_header
+from .mapping.http import Headers, excluded_urls, replace_header
 
 __all__ = ["PluginMiddleware"]
 
@@ -113,9 +113,9 @@ class _Responder:
                 return
             try:
                 verdict = await drive(self.manager, requests.on_request(body))
-            except Exception:
+            except Exception as error:
                 logger.exception("mcp-plugin-mw failed on a request to %s", scope["path"])
-                await _send_reply(send, Reply(*problem(500, "the request could not be processed")))
+                await _send_reply(send, requests.failed(body, error))
                 return
             if isinstance(verdict, Reply):
                 await _send_reply(send, verdict)
@@ -200,11 +200,11 @@ class _Responder:
             out = await drive(self.manager, response.on_stream_chunk(body)) if body else b""
             if not more:
                 out += await drive(self.manager, response.on_stream_end())
-        except Exception:
+        except Exception as error:
             # The status went out already: end the stream with an error event
             # for each call still waiting, rather than drop the connection.
             logger.exception("mcp-plugin-mw failed on an event stream from %s", self.exchange.request.request.path)
-            out, more = response.failed_stream(), False
+            out, more = response.failed_stream(error), False
             self.finished = True
         if out or not more:
             await self.send({"type": "http.response.body", "body": out, "more_body": more})
@@ -225,9 +225,9 @@ class _Responder:
             original = bytes(self.buffer)
             try:
                 reply = await drive(self.manager, response.on_response(self.status, self.headers, original))
-            except Exception:
+            except Exception as error:
                 logger.exception("mcp-plugin-mw failed on a response from %s", self.exchange.request.request.path)
-                reply = response.failed()
+                reply = response.failed(error)
             if pathsend is not None and reply.body is original and reply.headers is self.headers:
                 # Untouched: the server may still send the file its own way.
                 await self.send(self.start)

@@ -36,6 +36,14 @@ __all__ = ["PluginManager"]
 logger = logging.getLogger("mcp_plugin_mw.manager")
 
 
+class PluginStartError(RuntimeError):
+    """A plugin's ``initialize`` failed; ``plugin_name`` says which."""
+
+    def __init__(self, message: str, plugin_name: str) -> None:
+        super().__init__(message)
+        self.plugin_name = plugin_name
+
+
 class PluginManager:
     """Loads plugins from a configuration and runs them on hooks.
 
@@ -242,7 +250,7 @@ class PluginManager:
             except Exception as exc:
                 prefix = f"plugin {plugin.name!r}"
                 message = str(exc) if str(exc).startswith(prefix) else f"{prefix} failed to initialize: {exc}"
-                raise RuntimeError(message) from exc
+                raise PluginStartError(message, plugin.name) from exc
             # Whatever started must be stopped on close, even if a later
             # plugin fails to start (a child process would outlive the app).
             self._initialized.append(plugin)

@@ -28,7 +28,7 @@ from typing import Any
 from .config import ConfigSource
 from .manager import PluginManager
 from .mapping.exchange import BodyMode, Exchange, Forward, Reply, Request, ResponseMode, drive_sync
-from .mapping.http import Headers, excluded_urls, problem, replace_header
+from .mapping.http import Headers, excluded_urls, replace_header
 from .mapping.request import RequestSide
 
 __all__ = ["WSGIPluginMiddleware"]
@@ -83,9 +83,9 @@ class WSGIPluginMiddleware:
             if body is not None:
                 try:
                     verdict = drive_sync(self.manager, requests.on_request(body))
-                except Exception:
+                except Exception as error:
                     logger.exception("mcp-plugin-mw failed on a request to %s", path)
-                    return _reply(start_response, Reply(*problem(500, "the request could not be processed")))
+                    return _reply(start_response, requests.failed(body, error))
                 if isinstance(verdict, Reply):
                     return _reply(start_response, verdict)
                 environ = _rewrite(environ, verdict, body, requests.request.headers)
@@ -175,23 +175,23 @@ class _Response:
     def _stream_chunk(self, piece: bytes) -> bytes:
         try:
             chunk: bytes = drive_sync(self.manager, self.response.on_stream_chunk(piece))
-        except Exception:
-            return self._stream_failed()
+        except Exception as error:
+            return self._stream_failed(error)
         return chunk
 
     def _stream_end(self) -> bytes:
         try:
             tail: bytes = drive_sync(self.manager, self.response.on_stream_end())
-        except Exception:
-            return self._stream_failed()
+        except Exception as error:
+            return self._stream_failed(error)
         return tail
 
-    def _stream_failed(self) -> bytes:
+    def _stream_failed(self, error: Exception) -> bytes:
         # The status went out already: end the stream with an error event for
         # each call still waiting, rather than break the response.
         logger.exception("mcp-plugin-mw failed on an event stream from %s", self.exchange.request.request.path)
         self.finished = True
-        return self.response.failed_stream()
+        return self.response.failed_stream(error)
 
     def _finish_buffer(self) -> bytes:
         response = self.response
@@ -201,9 +201,9 @@ class _Response:
             steps = response.on_response(_status_code(self.status_line), self.headers, bytes(self.buffer))
             try:
                 reply = drive_sync(self.manager, steps)
-            except Exception:
+            except Exception as error:
                 logger.exception("mcp-plugin-mw failed on a response from %s", self.exchange.request.request.path)
-                reply = response.failed()
+                reply = response.failed(error)
         self._send_start(reply)
         return reply.body
 

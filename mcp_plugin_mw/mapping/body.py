@@ -26,7 +26,7 @@ import dataclasses
 import json
 from typing import Any
 
-import orjson
+from . import jsonrpc
 
 __all__ = ["BodyReading", "charsets", "read", "sniff"]
 
@@ -153,13 +153,9 @@ _UNPARSED: Any = object()
 
 def _parse(body: bytes, text: str, *, fast: bool) -> Any:
     if fast:
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            # orjson turns integers past 64 bits into floats; ids must stay exact.
-            return value if not _has_float_id(value) else json.loads(body)
+        value = jsonrpc.decode(body)
+        if value is not None or body.strip() == b"null":
+            return value
     # Python's json takes what orjson refuses (NaN, 1e400, lone surrogates);
     # lenient apps strip whitespace, BOMs and NULs around the document.
     for candidate in (text, text.strip().strip(_IGNORABLE).strip()):
@@ -168,8 +164,3 @@ def _parse(body: bytes, text: str, *, fast: bool) -> Any:
         except (ValueError, RecursionError):
             continue
     return _UNPARSED
-
-
-def _has_float_id(value: Any) -> bool:
-    messages = value if isinstance(value, list) else [value]
-    return any(isinstance(m, dict) and isinstance(m.get("id"), float) for m in messages)

@@ -103,13 +103,23 @@ def decode(body: bytes) -> Any:
     a body the app reads but the plugins never see would slip past them.
     """
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
+    else:
+        # orjson turns integers past 64 bits into floats: ids must stay exact.
+        if not _has_float_id(value):
+            return value
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+def _has_float_id(value: Any) -> bool:
+    if isinstance(value, dict):
+        return isinstance(value.get("id"), float)
+    return isinstance(value, list) and any(isinstance(m, dict) and isinstance(m.get("id"), float) for m in value)
 
 
 def encode(value: Any) -> bytes:

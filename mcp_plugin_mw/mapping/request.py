@@ -20,7 +20,7 @@ from ..models import GlobalContext, HookType, HttpPreRequestPayload, PluginSetti
 from . import body as bodies
 from . import jsonrpc
 from .http import header, problem, replace_header, rpc_reply, violation_problem
-from .state import Calls, Forward, Reply, Request, Steps
+from .state import Calls, Forward, Reply, Request, Steps, failure
 
 __all__ = ["RPC_HOOK_TYPES", "BodyMode", "RequestSide"]
 
@@ -244,6 +244,22 @@ class RequestSide:
             ]
             return Reply(*rpc_reply(replies if self.rpc_batch else replies[0]))
         return Reply(*violation_problem(violation))
+
+    def failed(self, body: bytes, error: BaseException) -> Reply:
+        """The answer to a request the plugins or the mapping failed on.
+
+        JSON-RPC requests get a -32603 error each, with their ids; anything
+        else a 500 problem. The app never sees the request.
+        """
+        self.calls.pending.clear()
+        self.calls.injected.clear()
+        detail = f"Internal error: the request could not be processed ({failure(error)})"
+        if not self.rpc_requests and body:
+            self._remember_requests(body)
+        if self.rpc_requests:
+            errors = [jsonrpc.error_response(rid, jsonrpc.INTERNAL_ERROR, detail) for rid, _, _ in self.rpc_requests]
+            return Reply(*rpc_reply(errors if self.rpc_batch else errors[0]))
+        return Reply(*problem(500, detail))
 
     def _remember_requests(self, body: bytes) -> None:
         if self.sniff(body, complete=True) is not True:

@@ -20,7 +20,7 @@ from . import jsonrpc
 from .http import Headers, header, media_type, problem, replace_header, rpc_reply
 from .request import RequestSide
 from .sse import SSEEvent, SSEEventTooLarge, SSEParser, encode_event, reencode
-from .state import Calls, Reply, Request, ResponseMode, Steps
+from .state import Calls, Reply, Request, ResponseMode, Steps, failure
 
 __all__ = ["ResponseSide"]
 
@@ -123,14 +123,14 @@ class ResponseSide:
         """The reply replacing a response too large to inspect."""
         return self._uninspectable(f"a response over {self.settings.max_response_bytes} bytes")
 
-    def failed(self) -> Reply:
+    def failed(self, error: BaseException | None = None) -> Reply:
         """The reply for a response the plugins or the mapping failed on, before the status went out."""
-        return self._uninspectable("the response (a plugin or the middleware failed)")
+        return self._uninspectable(f"the response ({failure(error)})")
 
-    def failed_stream(self) -> bytes:
+    def failed_stream(self, error: BaseException | None = None) -> bytes:
         """The events that end a stream the plugins or the mapping failed on after it started."""
         self.overflowed = True  # nothing more of the app's stream goes out
-        detail = "the rest of the event stream cannot be inspected by plugins (a plugin or the middleware failed)"
+        detail = f"the rest of the event stream cannot be inspected by plugins ({failure(error)})"
         return _events(self.calls.fail(detail))
 
     def _uninspectable(self, what: str) -> Reply:
@@ -217,9 +217,19 @@ class ResponseSide:
                     return jsonrpc.error_response(request_id, jsonrpc.INTERNAL_ERROR, detail)
                 return None
             if key is _UNMATCHED or key not in self.calls.seen:
-                # The client may match it to a call whose hook never ran.
+                # The client may match it to a call whose hook never ran. The
+                # calls still waiting are answered instead: their answer may
+                # be this one under an id spelt in a way no client matches.
                 detail = "a response to a request the middleware did not see cannot be inspected by plugins"
-                return jsonrpc.error_response(request_id, jsonrpc.INTERNAL_ERROR, detail)
+                errors = [
+                    jsonrpc.error_response(call.id, jsonrpc.INTERNAL_ERROR, detail)
+                    for call in self.calls.pending.values()
+                ]
+                self.calls.pending.clear()
+                if not errors:
+                    return jsonrpc.error_response(request_id, jsonrpc.INTERNAL_ERROR, detail)
+                self.calls.injected.extend(errors[1:])
+                return errors[0]
             return None
         if "result" not in message:
             return None  # the call failed: no result to inspect

@@ -15,11 +15,12 @@ import enum
 from collections.abc import Generator
 from typing import Any
 
+from ..manager import PluginStartError
 from ..models import GlobalContext, HookResult, HookType
 from . import jsonrpc
 from .http import Headers
 
-__all__ = ["Calls", "Forward", "Reply", "Request", "ResponseMode", "Steps"]
+__all__ = ["Calls", "Forward", "Reply", "Request", "ResponseMode", "Steps", "failure"]
 
 Steps = Generator[tuple[HookType, Any, GlobalContext], HookResult, Any]
 """A sans-IO step: yields ``(hook, payload, context)``, is sent the hook's result."""
@@ -93,3 +94,10 @@ class Calls:
         errors = [jsonrpc.error_response(call.id, jsonrpc.INTERNAL_ERROR, detail) for call in self.pending.values()]
         self.pending.clear()
         return errors + self.take_injected()
+
+
+def failure(error: BaseException | None) -> str:
+    """What a client is told of a failure: which plugin could not start, never the internals."""
+    if isinstance(error, PluginStartError):
+        return f"plugin {error.plugin_name!r} failed to start"
+    return "a plugin or the middleware failed"
