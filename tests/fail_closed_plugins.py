@@ -191,7 +191,9 @@ class LenientApp:
         for request_id, name in calls:
             with self.lock:
                 self.executed.append(name)
-            replies.append({"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": name}]}})
+            replies.append(
+                {"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": name}]}}
+            )
         if not replies:
             return 202, b""
         try:

@@ -27,6 +27,7 @@ import asyncio
 import codecs
 import dataclasses
 import io
+import itertools
 import json
 import random
 import sys
@@ -117,7 +118,7 @@ def _string(text: str, style: Style, rng: random.Random) -> str:
         code = ord(char)
         if char == "/" and style.escape_slash:
             out.append("\\/")
-        elif char in '"\\' or code < 0x20 or style.ensure_ascii and code > 0x7E or rng.random() < style.escape:
+        elif char in '"\\' or code < 0x20 or (style.ensure_ascii and code > 0x7E) or rng.random() < style.escape:
             if char == '"':
                 out.append('\\"' if rng.random() < 0.5 else "\\u0022")
             elif char == "\\":
@@ -151,7 +152,9 @@ def write(value: Any, style: Style | None = None) -> str:
         if isinstance(item, Obj):
             if not item.pairs:
                 return "{" + ws() + "}"
-            members = [ws() + _string(key, style, rng) + ws() + ":" + ws() + emit(member) + ws() for key, member in item.pairs]
+            members = [
+                ws() + _string(key, style, rng) + ws() + ":" + ws() + emit(member) + ws() for key, member in item.pairs
+            ]
             return "{" + ",".join(members) + "}"
         if isinstance(item, list | tuple):
             if not item:
@@ -342,8 +345,10 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(alphabet=st.characters(codec="utf-8"), max_size=6), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet=st.characters(codec="utf-8"), max_size=6), children, max_size=3)
+    ),
     max_leaves=10,
 )
 arguments = st.dictionaries(st.text(alphabet=st.characters(codec="utf-8"), max_size=8), json_values, max_size=3)
@@ -353,7 +358,7 @@ def split(data: bytes, cuts: Sequence[int]) -> list[bytes]:
     """``data`` cut at ``cuts`` (taken modulo its length); empty pieces kept, so chunks may be empty."""
     points = sorted(cut % (len(data) + 1) for cut in cuts)
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 # ----------------------------------------------------------------------
@@ -436,7 +441,9 @@ async def run_asgi(
 ) -> Response:
     """Call ``app`` with the body in ``chunks`` (the last one ends it); the complete response, or raise."""
     pieces = list(chunks) or [b""]
-    messages: list[dict[str, Any]] = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces[:-1]]
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": piece, "more_body": True} for piece in pieces[:-1]
+    ]
     messages.append({"type": "http.request", "body": pieces[-1], "more_body": False})
     sent: list[dict[str, Any]] = []
     disconnected = asyncio.Event()

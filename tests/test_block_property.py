@@ -43,6 +43,8 @@ import mcp_plugin_mw as mw
 from tests.fail_closed_plugins import ALLOWED_TOOL, DENIED_TOOL, LenientApp, ScriptedApp
 from tests.fail_closed_wire import (
     ENCODINGS,
+    JSONISH_TYPES,
+    OTHER_TYPES,
     Obj,
     Raw,
     Style,
@@ -52,6 +54,7 @@ from tests.fail_closed_wire import (
     http_methods,
     json_values,
     method_spellings,
+    random_case,
     request_ids,
     run_asgi,
     run_wsgi,
@@ -142,7 +145,12 @@ def other_messages(request_id: Any) -> st.SearchStrategy[Any]:
     """Messages a batch may carry besides the denied call."""
     return st.sampled_from(
         [
-            {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": ALLOWED_TOOL, "arguments": {}}},
+            {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "method": "tools/call",
+                "params": {"name": ALLOWED_TOOL, "arguments": {}},
+            },
             {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"},
             {"jsonrpc": "2.0", "id": request_id, "method": "ping"},
             {"jsonrpc": "2.0", "method": "notifications/initialized"},
@@ -335,6 +343,33 @@ def _sse(draw: st.DrawFn, datas: list[str]) -> bytes:
     return "".join(out).encode()
 
 
+# The charset label that names each encoding exactly (with a BOM, the label without byte order).
+CHARSET_LABELS = {
+    "utf-8": "utf-8",
+    "utf-8-bom": "utf-8",
+    "utf-16-le": "utf-16le",
+    "utf-16-be": "utf-16be",
+    "utf-16-le-bom": "utf-16",
+    "utf-16-be-bom": "utf-16",
+    "utf-32-le": "utf-32le",
+    "utf-32-be": "utf-32be",
+    "utf-32-le-bom": "utf-32",
+    "utf-32-be-bom": "utf-32",
+}
+
+
+@st.composite
+def labelled_content_types(draw: st.DrawFn, encoding: str) -> list[str]:
+    """None or one Content-Type whose charset, if any, names the body's encoding family."""
+    if draw(st.integers(0, 4)) == 4:
+        return []
+    base = draw(st.sampled_from(JSONISH_TYPES + OTHER_TYPES))
+    family = CHARSET_LABELS[encoding]
+    parameter = draw(st.sampled_from(["", "; version=2", f"; charset={family}", f'; charset="{family.upper()}"']))
+    value = base + parameter
+    return [draw(random_case(value)) if draw(st.booleans()) else value]
+
+
 @st.composite
 def valid_exchanges(draw: st.DrawFn) -> Exchange:
     ids = draw(unique_ids)
@@ -350,7 +385,7 @@ def valid_exchanges(draw: st.DrawFn) -> Exchange:
     body = encode(write(document, draw(styles)), encoding)
     sent = Sent(
         method=draw(http_methods),
-        content_types=draw(content_type_headers(unknown_charsets=False, several=False)),
+        content_types=draw(labelled_content_types(encoding)),
         encoding=encoding,
         body=body,
         cuts=draw(st.lists(st.integers(0, 10_000), max_size=3)),
@@ -369,9 +404,9 @@ def valid_exchanges(draw: st.DrawFn) -> Exchange:
         ]
     else:
         datas = [write(reply, Style(seed=reply_style.seed, escape=reply_style.escape)) for reply in replies]
-        datas += ['{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":0.5}}'] * draw(
-            st.integers(0, 1)
-        )
+        datas += [
+            '{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":0.5}}'
+        ] * draw(st.integers(0, 1))
         response = _sse(draw, draw(st.permutations(datas)))
         headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
     chunks = [chunk for chunk in split(response, draw(st.lists(st.integers(0, 10_000), max_size=5))) if chunk]
