@@ -156,6 +156,7 @@ def send(port: int, body: bytes, headers: list[tuple[str, str]] | None = None, m
 
 
 def refused(answer: RawResponse, request_id: Any = 1, **kw: Any) -> dict:
+    never_ran()  # the side effect first: a bypass reports as such
     return assert_rpc_refusal(answer.status, answer.content_type, answer.body, request_id=request_id, **kw)
 
 
