@@ -10,6 +10,16 @@ Runs the plugins subscribed to a hook, in order, on one payload:
 * Flow: request hooks run only plugins whose ``flow`` includes ``request``,
   response hooks only those that include ``response``.
 * Chaining: each plugin sees the payload the previous one returned.
+* In-place changes: a plugin that changes the payload's containers in place
+  (``payload.args["text"] = ...``) instead of returning a copy has made a
+  change all the same: it is treated exactly as if it had returned the
+  changed payload as ``modified_payload``. The executor notices by comparing
+  the JSON encoding of the payload's container fields (``args``, ``result``,
+  ``content``, ``metadata``, ``headers``) before and after each call: one
+  orjson call per call, which sees every byte the middleware would forward.
+  Where such a change may not be applied (a category that may not modify, an
+  ignored violation, a failure), the payload is put back from that encoding,
+  so neither the next plugin nor the forwarded message ever sees it.
 * Modes: ``enforce`` obeys violations and blocks on errors and timeouts
   (codes ``PLUGIN_ERROR`` and ``PLUGIN_TIMEOUT``); ``enforce_ignore_error``
   obeys violations and continues past failures; ``permissive`` only logs
@@ -36,11 +46,17 @@ import dataclasses
 import fnmatch
 import inspect
 import itertools
+import json
 import logging
+import operator
 import re
+import types
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from time import perf_counter
 from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
 
 from . import _threads
 from .models import (
@@ -52,6 +68,7 @@ from .models import (
     Outcome,
     PluginCondition,
     PluginContext,
+    PluginError,
     PluginMode,
     PluginResult,
     PluginSettings,
@@ -150,6 +167,17 @@ class _Run:
     violation: PluginViolation | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     records: list[ExecutionRecord] = dataclasses.field(default_factory=list)
+    tracked: _Tracked | None = None
+    """How to read the payload's container fields; None when it has none."""
+    snapshot: bytes | str | None = None
+    """Their encoding (see :func:`_encoding`) as the payload currently should be."""
+
+    def track(self) -> _Run:
+        """Take the snapshot of the payload the chain starts from."""
+        tracked = self.tracked = _tracked(type(self.payload))
+        if tracked is not None:
+            self.snapshot = _encoding(tracked.read(self.payload))
+        return self
 
     def result(self) -> HookResult:
         return HookResult(
@@ -249,7 +277,7 @@ class Executor:
 
     async def run(self, hook: HookType, payload: Any, context: GlobalContext) -> HookResult:
         """Run ``hook``'s chain on the running event loop."""
-        run = _Run(hook, payload, context)
+        run = _Run(hook, payload, context).track()
         for step in self._chains[hook]:
             if len(step) == 1:
                 entry = step[0]
@@ -273,7 +301,7 @@ class Executor:
             return asyncio.run_coroutine_threadsafe(
                 self.run(hook, payload, context), _threads.background_loop()
             ).result()
-        run = _Run(hook, payload, context)
+        run = _Run(hook, payload, context).track()
         for step in self._chains[hook]:
             if len(step) == 1:
                 entry = step[0]
@@ -361,55 +389,105 @@ class Executor:
     # Applying a call's outcome
     # ------------------------------------------------------------------
 
-    def _settle(self, entry: _Entry, call: _Call, run: _Run) -> bool:
-        """Apply one call to ``run``; True when the chain must stop."""
+    def _settle(self, entry: _Entry, call: _Call, run: _Run, check: bool = True) -> bool:
+        """Apply one call to ``run``; True when the chain must stop.
+
+        With ``check``, the payload is first compared with the snapshot: a
+        change made in place counts as if the plugin had returned it.
+        """
         result, error, timed_out, duration = call
+        in_place = _changed_in_place(run) if check else None
         if error is None and result is not None and not isinstance(result, PluginResult):
             error = TypeError(f"hook returned {type(result).__name__}, expected PluginResult or None")
         if error is not None:
+            # A failed plugin's change is not applied. A thread that timed
+            # out may still be writing to the payload: the chain goes on
+            # with a copy it does not hold.
+            stuck = timed_out and entry.in_thread
+            if (in_place is not None or stuck) and not entry.block_on_error:
+                _put_back(run, detach=stuck)
             return self._failed(entry, error, timed_out, duration, run)
         if result is None:
-            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
-            return False
-        if result.metadata:
-            run.metadata.update(result.metadata)
-        if not result.continue_processing:
-            violation = result.violation or PluginViolation(
-                reason="Blocked", description=f"blocked by plugin {entry.name}", code="BLOCKED"
-            )
-            violation.plugin_name = entry.name
-            if entry.obey_violations:
-                run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.BLOCKED, duration))
-                run.violation = violation
-                return True
-            logger.info("plugin %s: violation not enforced on %s: %s", entry.name, run.hook, violation.reason)
-            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.VIOLATION_IGNORED, duration))
-            return False
-        changed = result.modified_payload
-        if changed is None or changed is run.payload:
-            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
-            return False
+            if in_place is None:
+                run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
+                return False
+            changed = run.payload
+        else:
+            if result.metadata:
+                run.metadata.update(result.metadata)
+            if not result.continue_processing:
+                return self._violated(entry, result.violation, in_place, duration, run)
+            changed = result.modified_payload
+            if changed is None or changed is run.payload:
+                if in_place is None:
+                    run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
+                    return False
+                changed = run.payload
         if not entry.may_modify:
-            logger.warning("plugin %s: its category may not modify payloads; change dropped", entry.name)
+            how = "made in place " if changed is run.payload else ""
+            if in_place is not None:
+                problem = _put_back(run)
+                if problem is not None:
+                    return self._failed(entry, problem, False, duration, run)
+            logger.warning("plugin %s: its category may not modify payloads; change %sdropped", entry.name, how)
             run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.MODIFICATION_DROPPED, duration))
             return False
         if type(changed) is not type(run.payload):
+            if in_place is not None and not entry.block_on_error:
+                _put_back(run)
             error = TypeError(f"modified_payload is {type(changed).__name__}, expected {type(run.payload).__name__}")
             return self._failed(entry, error, False, duration, run)
+        if changed is run.payload:
+            logger.debug("plugin %s changed the payload of %s in place", entry.name, run.hook)
+            run.snapshot = in_place
+        elif run.tracked is not None:
+            run.snapshot = _encoding(run.tracked.read(changed))
         run.payload = changed
         run.modified = True
         run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.MODIFIED, duration))
         return False
 
+    def _violated(
+        self, entry: _Entry, violation: PluginViolation | None, in_place: bytes | str | None, duration: float, run: _Run
+    ) -> bool:
+        violation = violation or PluginViolation(
+            reason="Blocked", description=f"blocked by plugin {entry.name}", code="BLOCKED"
+        )
+        violation.plugin_name = entry.name
+        if entry.obey_violations:
+            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.BLOCKED, duration))
+            run.violation = violation
+            return True
+        if in_place is not None:
+            # Dropped, as a modified_payload returned with the violation is.
+            problem = _put_back(run)
+            if problem is not None:
+                return self._failed(entry, problem, False, duration, run)
+            logger.warning("plugin %s: change made in place with an ignored violation dropped", entry.name)
+        logger.info("plugin %s: violation not enforced on %s: %s", entry.name, run.hook, violation.reason)
+        run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.VIOLATION_IGNORED, duration))
+        return False
+
     def _settle_batch(self, batch: list[_Entry], calls: Sequence[_Call], run: _Run) -> bool:
         # Modifications cannot chain inside a concurrent batch (and its
         # categories may not modify anyway); the first block in order wins.
+        # The batch shared one payload, so a change made in place cannot be
+        # told apart by plugin: it is checked once, and always dropped.
+        in_place = _changed_in_place(run)
         stop = False
         for entry, call in zip(batch, calls, strict=True):
             if run.violation is None:
-                stop = self._settle(entry, call, run) or stop
+                stop = self._settle(entry, call, run, check=False) or stop
             else:
-                self._settle(entry, call, _Run(run.hook, run.payload, run.context, records=run.records))
+                self._settle(entry, call, _Run(run.hook, run.payload, run.context, records=run.records), check=False)
+        if in_place is not None and not stop:
+            names = ", ".join(entry.name for entry in batch)
+            problem = _put_back(run)
+            if problem is not None:
+                return self._failed(batch[0], problem, False, 0.0, run)
+            logger.warning(
+                "one of plugins %s changed the payload in place; their category may not modify: dropped", names
+            )
         return stop
 
     def _failed(self, entry: _Entry, error: BaseException, timed_out: bool, duration: float, run: _Run) -> bool:
@@ -499,3 +577,129 @@ def _wait(future: concurrent.futures.Future[Any], entry: _Entry, start: float) -
     except Exception as exc:
         return None, exc, False, perf_counter() - start
     return result, None, False, perf_counter() - start
+
+
+# --------------------------------------------------------------------------
+# Changes made in place
+# --------------------------------------------------------------------------
+
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+_dumps = orjson.dumps
+
+
+@dataclasses.dataclass(slots=True, frozen=True, eq=False)
+class _Tracked:
+    """The fields of a payload class that may hold containers, and a reader for them."""
+
+    names: tuple[str, ...]
+    read: Callable[[Any], Any]
+    """``operator.attrgetter`` of ``names``: one value, or a tuple of them."""
+
+
+_TRACKED: dict[type, _Tracked | None] = {}
+
+
+def _tracked(cls: type) -> _Tracked | None:
+    try:
+        return _TRACKED[cls]
+    except KeyError:
+        pass
+    names: tuple[str, ...] = ()
+    if issubclass(cls, BaseModel):
+        names = tuple(name for name, info in cls.model_fields.items() if not _is_scalar(info.annotation))
+    found = _TRACKED[cls] = _Tracked(names, operator.attrgetter(*names)) if names else None
+    return found
+
+
+def _is_scalar(annotation: Any) -> bool:
+    """Whether a field so annotated can only hold values that cannot change in place."""
+    if annotation in _SCALARS:
+        return True
+    if isinstance(annotation, types.UnionType):
+        return all(arg in _SCALARS for arg in annotation.__args__)
+    return False
+
+
+def _encoding(value: Any) -> bytes | str:
+    """What a change made in place is detected by: the value as JSON.
+
+    orjson is what the middlewares forward a changed message with, so this
+    sees every byte a client or an app may read. What orjson refuses (huge
+    integers, lone surrogates, non-string keys) is encoded by :mod:`json`;
+    what is no JSON at all is compared by its ``repr`` (a ``str``, which
+    :func:`_put_back` cannot decode).
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(value, separators=(",", ":")).encode()
+    except Exception:  # TypeError, ValueError (a cycle), RecursionError, RuntimeError (changed meanwhile)
+        pass
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unencodable {id(value)} {perf_counter()}>"  # never equal: a change every time
+
+
+def _changed_in_place(run: _Run) -> bytes | str | None:
+    """The new encoding of the payload's containers if they changed since the snapshot."""
+    tracked = run.tracked
+    if tracked is None:
+        return None
+    value = tracked.read(run.payload)
+    try:
+        now: bytes | str = _dumps(value)  # the hot path: one C call
+    except TypeError:
+        now = _encoding(value)
+    return None if now == run.snapshot else now
+
+
+def _decode(encoding: bytes) -> Any:
+    try:
+        return orjson.loads(encoding)
+    except orjson.JSONDecodeError:
+        return json.loads(encoding)
+
+
+def _restored(run: _Run, tracked: _Tracked, encoding: bytes) -> Any:
+    """A new payload: ``run.payload`` with its containers as ``encoding`` had them."""
+    decoded = _decode(encoding)
+    values = dict(zip(tracked.names, decoded, strict=True)) if len(tracked.names) > 1 else {tracked.names[0]: decoded}
+    payload = run.payload
+    fresh = payload.model_copy(update=values)
+    try:
+        # Validation turns JSON arrays back into the tuples a field may hold.
+        return type(payload).model_validate(dict(fresh))
+    except ValidationError:
+        return fresh
+
+
+def _put_back(run: _Run, detach: bool = False) -> PluginError | None:
+    """Undo a change made in place: the chain goes on with the snapshot's values.
+
+    The chain continues with a new payload holding new containers; unless
+    ``detach``, the old containers are also refilled in place, for whoever
+    else holds them. The run counts as modified, so the message forwarded is
+    built from the restored payload, not from objects the plugin touched.
+    Returns the error to report if the values cannot be put back (not JSON).
+    """
+    tracked, snapshot = run.tracked, run.snapshot
+    if tracked is None:
+        return None
+    run.modified = True
+    if not isinstance(snapshot, bytes):
+        # What the later plugins see is what is forwarded, at least.
+        return PluginError("changed the payload in place where it may not, and its values are not JSON to put back")
+    if not detach:
+        again = _restored(run, tracked, snapshot)
+        for name in tracked.names:
+            held, value = getattr(run.payload, name), getattr(again, name)
+            if type(held) is dict and isinstance(value, dict):
+                held.clear()
+                held.update(value)
+            elif type(held) is list and isinstance(value, list):
+                held[:] = value
+    run.payload = _restored(run, tracked, snapshot)
+    return None

@@ -20,11 +20,11 @@ with several broken entries is fixed in one pass.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib.metadata import entry_points
 from typing import Any
 
-from .models import PluginConfig
+from .models import EntryKeys, PluginConfig, register_entry_keys
 from .plugin import Plugin, implemented_hooks
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginLoadError", "import_object", "load_plugin", "register_kind", "resolve_class"]
@@ -42,9 +42,26 @@ _BUILTIN_KINDS = {
 }
 """Built-in kinds and the module whose ``load(config)`` builds them."""
 
+_KINDS_WITH_OWN_KEYS = ("external", "mcpd")
+"""Built-in kinds whose entries carry keys of their own, which the kind's
+module gathers under ``external`` with ``split_entry(data, fields)``."""
+
 
 class PluginLoadError(Exception):
     """A plugin entry that cannot be turned into a plugin."""
+
+
+def _entry_keys(module_name: str) -> EntryKeys:
+    def gather(data: dict[str, Any], fields: Collection[str]) -> dict[str, Any]:
+        # Imported on first use: most configurations never name these kinds.
+        split: EntryKeys = importlib.import_module(module_name).split_entry
+        return split(data, fields)
+
+    return gather
+
+
+for _kind in _KINDS_WITH_OWN_KEYS:
+    register_entry_keys(_kind, _entry_keys(_BUILTIN_KINDS[_kind]))
 
 
 def register_kind(kind: str, factory: PluginFactory) -> None:

@@ -8,7 +8,10 @@ Payloads are frozen pydantic models, as in ContextForge/cpex 0.1.x, so a
 plugin written for cpex ports with an import change and returns a changed copy
 made with ``model_copy(update=...)``. The middlewares build them with
 ``model_construct`` (no validation: the values come straight off the wire and
-are plain JSON), which keeps a payload at well under a microsecond.
+are plain JSON), which keeps a payload at well under a microsecond. Frozen
+covers the fields, not the dicts and lists they hold: a plugin that changes
+those in place has changed the payload all the same, and the executor treats
+it so (see :mod:`mcp_plugin_mw.executor`).
 
 Results, violations and contexts are created on every plugin call, so they are
 slotted dataclasses rather than pydantic models: keyword construction works as
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "Category",
     "Config",
+    "EntryKeys",
     "ExecutionRecord",
     "Flow",
     "GlobalContext",
@@ -49,6 +54,7 @@ __all__ = [
     "ResourcePreFetchPayload",
     "ToolPostInvokePayload",
     "ToolPreInvokePayload",
+    "register_entry_keys",
 ]
 
 
@@ -288,7 +294,9 @@ class PluginResult:
     """What a plugin hook returns.
 
     Leave ``modified_payload`` as None when nothing changed. Set
-    ``continue_processing=False`` with a ``violation`` to block.
+    ``continue_processing=False`` with a ``violation`` to block. A change
+    made in place to the payload's dicts and lists counts as a
+    ``modified_payload`` even when the hook returns None.
     """
 
     continue_processing: bool = True
@@ -416,6 +424,24 @@ class PluginCondition(_ConfigModel):
     content_types: list[str] | None = None
 
 
+EntryKeys = Callable[[dict[str, Any], Collection[str]], dict[str, Any]]
+"""Gathers the keys a kind owns: called with a plugin entry as written and
+the names of :class:`PluginConfig`'s fields, returns the entry with the
+kind's own keys moved under ``external`` (raising ``ValidationError`` for bad
+ones)."""
+
+_ENTRY_KEYS: dict[str, EntryKeys] = {}
+
+
+def register_entry_keys(kind: str, gather: EntryKeys) -> None:
+    """Let entries of ``kind`` carry keys of their own, gathered by ``gather``.
+
+    The loader, which owns plugin kinds, registers its built-in ``external``
+    and ``mcpd`` kinds this way (this module imports nothing of the package).
+    """
+    _ENTRY_KEYS[kind] = gather
+
+
 class PluginConfig(_ConfigModel):
     """One entry of ``plugins:``.
 
@@ -451,15 +477,13 @@ class PluginConfig(_ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _gather_external_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") == "mcpd":
-            from .external import mcpd  # imported here, as below
-
-            return mcpd.split_entry(data, cls.model_fields)
-        if isinstance(data, dict) and data.get("kind") == "external":
-            from . import external  # imported here: most configurations never need it
-
-            return external.split_entry(data, cls.model_fields)
-        if isinstance(data, dict) and data.get("external") is not None:
+        if not isinstance(data, dict):
+            return data
+        kind = data.get("kind")
+        gather = _ENTRY_KEYS.get(kind) if isinstance(kind, str) else None
+        if gather is not None:
+            return gather(data, cls.model_fields)
+        if data.get("external") is not None:
             raise ValueError("'external' is only for kind external")
         return data
 
