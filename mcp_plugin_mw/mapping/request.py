@@ -170,6 +170,12 @@ class RequestSide:
         renamed: str | None = None
         reused = _reused(keys, messages) if batch else set()
         for key, message in zip(keys, messages, strict=True):
+            if isinstance(message, list):
+                # Not JSON-RPC, but an app that flattens batches would run it.
+                changed = True
+                detail = "Invalid Request: a batch may not contain a batch"
+                calls.injected.append(jsonrpc.error_response(None, jsonrpc.INVALID_REQUEST, detail))
+                continue
             mapped = jsonrpc.pre_call(message, active)
             if mapped is None:
                 refused = jsonrpc.refusal(message, active)
