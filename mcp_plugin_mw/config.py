@@ -13,6 +13,9 @@ into a validated ``Config``:
   (comma-separated), ``DISABLED_PLUGINS`` (comma-separated names, ``*`` for
   all) and ``LOG_LEVEL``; ``CONFIG`` names the file when none is given.
   Precedence: explicit settings > environment > file > defaults.
+* ``excluded_urls`` and conditions' ``user_patterns`` must compile on RE2
+  (they meet client-controlled paths and user ids); one that does not is an
+  error unless ``plugin_settings.allow_backtracking`` is true.
 * Every problem is reported at once, each with its place
   (``plugins[2].mode: ...``, or ``MCP_PLUGIN_MW_PLUGIN_TIMEOUT: ...``).
 """
@@ -27,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from ._regex import PatternError, compile_user_pattern
 from .models import Config, PluginMode
 
 __all__ = ["ENV_PREFIX", "ConfigError", "load_config"]
@@ -106,12 +110,13 @@ def load_config(
     if not isinstance(raw, dict):
         raise ConfigError(["<top>: expected a mapping with 'plugins' and 'plugin_settings'"], label)
     origins = _apply_environment(raw, env, settings or {}, problems)
+    allow_backtracking = _take_allow_backtracking(raw, origins, problems)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_describe(error, origins) for error in exc.errors())
         raise ConfigError(problems, label) from None
-    problems.extend(_check_semantics(config))
+    problems.extend(_check_semantics(config, allow_backtracking=allow_backtracking))
     disabled = _split_list(env.get(ENV_PREFIX + "DISABLED_PLUGINS", ""))
     config = _disable(config, disabled, problems)
     if problems:
@@ -198,7 +203,30 @@ def _apply_environment(
     return origins
 
 
-def _check_semantics(config: Config) -> list[str]:
+_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def _take_allow_backtracking(raw: dict[str, Any], origins: Mapping[str, str], problems: list[str]) -> bool:
+    """Remove and validate ``plugin_settings.allow_backtracking``.
+
+    It only decides, here, whether ``excluded_urls`` and ``user_patterns``
+    that RE2 cannot compile are refused; patterns that pass run wherever
+    they are compiled (see :func:`mcp_plugin_mw._regex.compile_vetted_pattern`).
+    """
+    section = raw.get("plugin_settings")
+    if not isinstance(section, dict) or "allow_backtracking" not in section:
+        return False
+    value = section.pop("allow_backtracking")
+    try:
+        return _BOOL.validate_python(value)
+    except ValidationError as exc:
+        where = origins.get("allow_backtracking")
+        place = f"{where} (plugin_settings.allow_backtracking)" if where else "plugin_settings.allow_backtracking"
+        problems.append(f"{place}: {exc.errors()[0]['msg']}")
+        return False
+
+
+def _check_semantics(config: Config, *, allow_backtracking: bool = False) -> list[str]:
     """Problems pydantic's field types cannot see."""
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -211,20 +239,25 @@ def _check_semantics(config: Config) -> list[str]:
             problems.append(f"{where}.hooks: empty list; omit it to use the hooks the class implements")
         for c_index, condition in enumerate(plugin.conditions):
             for p_index, pattern in enumerate(condition.user_patterns or ()):
-                problems.extend(_check_regex(pattern, f"{where}.conditions[{c_index}].user_patterns[{p_index}]"))
+                place = f"{where}.conditions[{c_index}].user_patterns[{p_index}]"
+                problems.extend(_check_regex(pattern, place, allow_backtracking))
     for index, pattern in enumerate(config.plugin_settings.excluded_urls):
-        problems.extend(_check_regex(pattern, f"plugin_settings.excluded_urls[{index}]"))
+        problems.extend(_check_regex(pattern, f"plugin_settings.excluded_urls[{index}]", allow_backtracking))
     level = config.plugin_settings.log_level
     if level is not None and level.upper() not in logging.getLevelNamesMapping():
         problems.append(f"plugin_settings.log_level: unknown level {level!r}")
     return problems
 
 
-def _check_regex(pattern: str, where: str) -> list[str]:
+def _check_regex(pattern: str, where: str, allow_backtracking: bool) -> list[str]:
+    # These patterns meet client-controlled text (paths, user ids): RE2, or
+    # Python's engine only when plugin_settings.allow_backtracking says so.
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        return [f"{where}: invalid regular expression {pattern!r}: {exc}"]
+        compile_user_pattern(
+            pattern, where=where, allow_backtracking=allow_backtracking, setting="plugin_settings.allow_backtracking"
+        )
+    except PatternError as exc:
+        return [str(exc)]
     return []
 
 

@@ -59,6 +59,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from . import _threads
+from ._regex import compile_vetted_patterns
 from .models import (
     Category,
     ExecutionRecord,
@@ -103,7 +104,7 @@ class _Condition:
     def __init__(self, spec: PluginCondition) -> None:
         self.server_ids = frozenset(spec.server_ids) if spec.server_ids is not None else None
         self.tenant_ids = frozenset(spec.tenant_ids) if spec.tenant_ids is not None else None
-        self.user_patterns = [re.compile(p) for p in spec.user_patterns] if spec.user_patterns is not None else None
+        self.user_patterns = compile_vetted_patterns(spec.user_patterns, where="user_patterns")
         # Media types are case-insensitive; the request's is lower-cased too.
         self.content_types = _globs([p.lower() for p in spec.content_types] if spec.content_types is not None else None)
         self.entities = {

@@ -9,12 +9,12 @@ middlewares give for blocked requests and for requests they refuse to handle
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
+from .._regex import PatternError, UserPattern, compile_user_pattern, compile_vetted_pattern
 from ..models import PluginViolation
 from . import jsonrpc
 
@@ -45,9 +45,45 @@ _STATUS_TITLES = {
 }
 
 
-def excluded_urls(patterns: list[str]) -> re.Pattern[str] | None:
-    """One regex matching any of the ``excluded_urls`` patterns, or None for none."""
-    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns)) if patterns else None
+class _AnyOf:
+    """Several patterns searched one after the other, with ``search`` like one pattern."""
+
+    __slots__ = ("patterns",)
+
+    def __init__(self, patterns: list[UserPattern]) -> None:
+        self.patterns = patterns
+
+    def search(self, text: str) -> Any:
+        for pattern in self.patterns:
+            found = pattern.search(text)
+            if found is not None:
+                return found
+        return None
+
+
+def excluded_urls(patterns: list[str]) -> UserPattern | _AnyOf | None:
+    """What matches any of the ``excluded_urls`` patterns (``.search(path)``), or None for none.
+
+    The paths are the client's, so the patterns run on RE2 (DESIGN §9):
+    joined into one when RE2 compiles them all. One RE2 cannot compile has
+    passed :func:`~mcp_plugin_mw.config.load_config` only under
+    ``plugin_settings.allow_backtracking: true``, and runs on Python's engine.
+    """
+    if not patterns:
+        return None
+    compiled = [
+        compile_vetted_pattern(pattern, where=f"plugin_settings.excluded_urls[{index}]")
+        for index, pattern in enumerate(patterns)
+    ]
+    if len(compiled) == 1:
+        return compiled[0]
+    if all(pattern.engine == "re2" for pattern in compiled):
+        joined = "|".join(f"(?:{pattern})" for pattern in patterns)
+        try:
+            return compile_user_pattern(joined, where="plugin_settings.excluded_urls")
+        except PatternError:
+            pass  # e.g. a group name used twice: search them one by one
+    return _AnyOf(compiled)
 
 
 def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:

@@ -4,17 +4,26 @@ Plugin settings parsing
 
 Helpers shared by the built-in plugins to turn their ``config:`` mapping into a
 validated pydantic model, with every problem reported as
-``config.<field>: <problem>``, and to compile lists of globs.
+``config.<field>: <problem>``, and to compile lists of globs. Patterns and
+globs compile on RE2 through :mod:`mcp_plugin_mw._regex`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
+
+from .._regex import PatternError, UserPattern, compile_globs, compile_user_pattern
 
 __all__ = ["Regex", "Settings", "compile_globs", "parse_config"]
 
@@ -35,7 +44,7 @@ def parse_config(model: type[SettingsT], config: Mapping[str, Any]) -> SettingsT
         with ``; `` so the loader's one-line report shows them all.
     """
     try:
-        return model.model_validate(dict(config))
+        return model.model_validate(dict(config), context={"allow_backtracking": _allows_backtracking(config)})
     except ValidationError as exc:
         problems = [f"{_location(error['loc'])}: {_message(error)}" for error in exc.errors()]
         raise ValueError("; ".join(problems)) from None
@@ -54,24 +63,36 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def compile_globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching any of the shell-style ``patterns``; None if there are none.
-
-    ``*`` matches any run of characters, ``/`` included, so ``file:///srv/*``
-    covers a whole tree.
-    """
-    parts = [f"(?:{fnmatch.translate(pattern)})" for pattern in patterns]
-    return re.compile("|".join(parts)) if parts else None
-
-
-def _compile_regex(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
+def _allows_backtracking(config: Mapping[str, Any]) -> bool:
+    # Read ahead of the model so that its patterns can be compiled with it;
+    # the model's own ``allow_backtracking`` field (where the plugin has one)
+    # reports a bad value, and a plugin without one refuses the key.
+    try:
+        return _BOOL.validate_python(config.get("allow_backtracking", False))
+    except ValidationError:
+        return False
 
 
-Regex = Annotated[re.Pattern[str], BeforeValidator(_compile_regex)]
-"""A regular expression given as a string, compiled at load; a bad one names its error."""
+_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def _compile_regex(value: Any, info: ValidationInfo) -> UserPattern:
+    if isinstance(value, UserPattern):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regular expression as a string, got {type(value).__name__}")
+    allow = bool(info.context and info.context.get("allow_backtracking"))
+    try:
+        return compile_user_pattern(value, where="", allow_backtracking=allow)
+    except PatternError as exc:
+        raise ValueError(exc.reason) from None
+
+
+Regex = Annotated[
+    UserPattern, PlainValidator(_compile_regex), PlainSerializer(lambda pattern: pattern.pattern, return_type=str)
+]
+"""A regular expression given as a string, compiled on RE2 at load; a bad one names its error.
+
+One RE2 cannot compile is refused unless the plugin's config has
+``allow_backtracking: true`` (the model must then declare that field).
+"""

@@ -52,8 +52,9 @@ Built-in types, each switched by ``detect.<type>`` (all on by default):
     Two letters, two check digits and up to 30 letters or digits, with or
     without a space every four, passing the ISO 7064 mod-97 check.
 
-``custom_patterns`` add types of your own (regular expressions, refused at
-load when they could backtrack catastrophically); ``replacement`` gives a
+``custom_patterns`` add types of your own (regular expressions run on RE2;
+one RE2 cannot compile, such as a backreference or a lookaround, is refused
+at load unless ``allow_backtracking: true``); ``replacement`` gives a
 custom type a fixed replacement. ``allow_list`` holds exact values that are
 never masked.
 
@@ -124,6 +125,8 @@ class PIIFilterSettings(Settings):
     allow_list: list[str] = Field(default_factory=list)
     custom_patterns: list[CustomPattern] = Field(default_factory=list)
     hash_salt: str = ""
+    allow_backtracking: bool = False
+    """Run ``custom_patterns`` RE2 cannot compile on Python's engine (unsafe on hostile text)."""
 
     @field_validator("custom_patterns")
     @classmethod
@@ -534,7 +537,7 @@ class PIIFilterPlugin(TextFilterPlugin):
         problems: list[tuple[str, str]] = []
         for index, custom in enumerate(settings.custom_patterns):
             try:
-                compiled = compile_guarded(custom.pattern)
+                compiled = compile_guarded(custom.pattern, allow_backtracking=settings.allow_backtracking)
             except ValueError as exc:
                 problems.append((f"custom_patterns[{index}].pattern", str(exc)))
                 continue

@@ -27,8 +27,11 @@ Resource filter
 
 Globs are shell-style and case-sensitive; ``*`` also matches ``/``. A domain
 entry ``example.com`` blocks ``example.com`` and every subdomain. Patterns
-are Python regexes (use ``(?i)`` for case-insensitive matching) and
-replacements follow :func:`re.sub`, so ``\\1`` refers to a group.
+run on RE2, in time linear in the text (use ``(?i)`` for case-insensitive
+matching; ``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII there); a pattern RE2
+cannot compile (backreferences, lookarounds) is refused at load unless
+``allow_backtracking: true``, which runs it on Python's engine. Replacements
+follow :func:`re.sub`, so ``\\1`` refers to a group.
 
 Content size counts the UTF-8 bytes of each ``text`` and the decoded bytes of
 each ``blob``. The plugin rewrites payloads, so it belongs to the ``content``
@@ -37,12 +40,13 @@ category (its default).
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from .._regex import NOTHING, UserMatch, UserPattern, template_function
 from ..models import (
     Category,
     PluginConfig,
@@ -66,13 +70,17 @@ class TextFilter(Settings):
 
     @model_validator(mode="after")
     def _replacement_fits_pattern(self) -> TextFilter:
-        # re parses the template before scanning, so a group reference the
-        # pattern lacks fails here, at load, rather than on the first match.
-        try:
-            self.pattern.sub(self.replacement, "")
-        except (re.error, IndexError) as exc:
-            raise ValueError(f"replacement {self.replacement!r} does not fit the pattern: {exc}") from None
+        # Read now, so a group reference the pattern lacks fails at load
+        # rather than on the first match.
+        self.function()
         return self
+
+    def function(self) -> Callable[[UserMatch], str]:
+        """What replaces each match: ``replacement`` read as a :func:`re.sub` template."""
+        try:
+            return template_function(self.replacement, self.pattern)
+        except ValueError as exc:
+            raise ValueError(f"replacement {self.replacement!r} does not fit the pattern: {exc}") from None
 
 
 class ResourceFilterSettings(Settings):
@@ -84,6 +92,8 @@ class ResourceFilterSettings(Settings):
     deny_uris: tuple[str, ...] = ()
     max_content_bytes: int | None = Field(default=None, gt=0)
     text_filters: tuple[TextFilter, ...] = ()
+    allow_backtracking: bool = False
+    """Run ``text_filters`` patterns RE2 cannot compile on Python's engine (unsafe on hostile text)."""
 
     @field_validator("allowed_schemes")
     @classmethod
@@ -109,7 +119,10 @@ class ResourceFilterPlugin(Plugin):
         self._schemes = frozenset(settings.allowed_schemes) if settings.allowed_schemes is not None else None
         self._domains = frozenset(settings.blocked_domains)
         self._deny = compile_globs(settings.deny_uris)
-        self._allow = None if settings.allow_uris is None else compile_globs(settings.allow_uris) or re.compile("(?!)")
+        self._allow = None if settings.allow_uris is None else compile_globs(settings.allow_uris) or NOTHING
+        self._filters: list[tuple[UserPattern, Callable[[UserMatch], str]]] = [
+            (rule.pattern, rule.function()) for rule in settings.text_filters
+        ]
 
     # ------------------------------------------------------------------
     # Before the fetch: the URI
@@ -181,8 +194,8 @@ class ResourceFilterPlugin(Plugin):
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             return item
         text = original = item["text"]
-        for rule in self.settings.text_filters:
-            text = rule.pattern.sub(rule.replacement, text)
+        for pattern, function in self._filters:
+            text = pattern.sub(function, text)
         return item if text == original else {**item, "text": text}
 
 

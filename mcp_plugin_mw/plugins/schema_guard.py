@@ -36,7 +36,10 @@ optionally tool results, against JSON Schemas given per name:
 * ``unknown_tools: block`` refuses tools that have no entry.
 
 Schemas are checked at load: a bad one is a configuration error naming the
-tool. A failed validation is a violation (``INVALID_ARGUMENTS``, JSON-RPC
+tool. Their ``pattern``, ``patternProperties`` (and so ``additionalProperties``)
+regexes run on RE2, in time linear in the text: one RE2 cannot compile
+(backreferences, lookarounds) is refused at load unless ``allow_backtracking:
+true``, which runs it on Python's engine. A failed validation is a violation (``INVALID_ARGUMENTS``, JSON-RPC
 -32602, or ``INVALID_RESULT``, -32603) whose details list each failure with
 its JSON path (``$.filters[2].field``), up to ``max_errors``.
 
@@ -45,11 +48,12 @@ Needs the ``jsonschema`` package (``pip install 'mcp-plugin-mw[schema]'``).
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
+from .._regex import PatternError, UserPattern, compile_user_pattern
 from ..models import (
     Category,
     PluginConfig,
@@ -72,7 +76,25 @@ __all__ = ["SchemaGuardPlugin", "SchemaGuardSettings"]
 Schema = dict[str, Any] | bool
 
 
-def _check_schema(schema: Schema) -> Schema:
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _schema_patterns(schema: Any) -> Iterator[str]:
+    """Every ``pattern`` and ``patternProperties`` regex in ``schema``, nested ones too."""
+    if isinstance(schema, list):
+        for item in schema:
+            yield from _schema_patterns(item)
+    elif isinstance(schema, dict):
+        if isinstance(schema.get("pattern"), str):
+            yield schema["pattern"]
+        if isinstance(schema.get("patternProperties"), dict):
+            yield from (key for key in schema["patternProperties"] if isinstance(key, str))
+        for key, value in schema.items():
+            if key not in _DATA_KEYWORDS:
+                yield from _schema_patterns(value)
+
+
+def _check_schema(schema: Schema, info: ValidationInfo) -> Schema:
     # Imported here: the module must import without the optional dependency
     # so that the plugin can say how to install it.
     from jsonschema import SchemaError
@@ -84,6 +106,12 @@ def _check_schema(schema: Schema) -> Schema:
         validator_for(schema, default=Draft202012Validator).check_schema(schema)
     except SchemaError as error:
         raise ValueError(f"invalid JSON Schema at {error.json_path}: {error.message}") from None
+    allow = bool(info.context and info.context.get("allow_backtracking"))
+    for pattern in _schema_patterns(schema):
+        try:
+            compile_user_pattern(pattern, where="", allow_backtracking=allow)
+        except PatternError as exc:
+            raise ValueError(f"JSON Schema regex: {exc.reason}") from None
     return schema
 
 
@@ -112,12 +140,14 @@ class SchemaGuardSettings(Settings):
     unknown_tools: Literal["allow", "block"] = "allow"
     check_formats: bool = False
     max_errors: int = Field(default=10, gt=0)
+    allow_backtracking: bool = False
+    """Run schema regexes RE2 cannot compile on Python's engine (unsafe on hostile arguments)."""
 
 
 class _Table:
     """Name -> compiled validators, by exact name or first matching glob."""
 
-    def __init__(self, exact: dict[str, Any], globs: list[tuple[re.Pattern[str], Any]]) -> None:
+    def __init__(self, exact: dict[str, Any], globs: list[tuple[UserPattern, Any]]) -> None:
         self.exact = exact
         self.globs = globs
 
@@ -143,6 +173,7 @@ class SchemaGuardPlugin(Plugin):
         except ImportError:
             raise ValueError("schema_guard needs the jsonschema package: pip install 'mcp-plugin-mw[schema]'") from None
         self.settings = settings = parse_config(SchemaGuardSettings, self.config)
+        self._regexes: dict[str, UserPattern] = {}
         self._tools = self._table(
             {name: (self._validator(s.arguments), self._validator(s.result)) for name, s in settings.tools.items()}
         )
@@ -153,15 +184,25 @@ class SchemaGuardPlugin(Plugin):
             return None
         from jsonschema.validators import Draft202012Validator, validator_for
 
-        cls = validator_for(schema, default=Draft202012Validator)
+        cls = _on_re2(validator_for(schema, default=Draft202012Validator), self._search)
         if self.settings.check_formats:
             return cls(schema, format_checker=cls.FORMAT_CHECKER)
         return cls(schema)
 
+    def _search(self, pattern: str, text: str) -> bool:
+        compiled = self._regexes.get(pattern)
+        if compiled is None:
+            # Checked at load (see _check_schema), so this does not raise.
+            compiled = compile_user_pattern(
+                pattern, where="schema regex", allow_backtracking=self.settings.allow_backtracking
+            )
+            self._regexes[pattern] = compiled
+        return compiled.search(text) is not None
+
     @staticmethod
     def _table(entries: dict[str, Any]) -> _Table:
         exact: dict[str, Any] = {}
-        globs: list[tuple[re.Pattern[str], Any]] = []
+        globs: list[tuple[UserPattern, Any]] = []
         for name, entry in entries.items():
             pattern = compile_globs([name]) if any(char in name for char in "*?[") else None
             if pattern is None:
@@ -235,6 +276,53 @@ class SchemaGuardPlugin(Plugin):
         description = f"{kind} {name!r} {part} {verb} not match the schema: {first['path']}: {first['message']}{more}"
         code = "INVALID_ARGUMENTS" if part == "arguments" else "INVALID_RESULT"
         return _violation(code, description, {kind: name, "errors": errors})
+
+
+def _on_re2(cls: type[Validator], search: Callable[[str, str], bool]) -> type[Validator]:
+    """``cls`` with the keywords that run regexes (jsonschema uses :mod:`re`) running ``search``."""
+    from jsonschema import ValidationError as Failure
+    from jsonschema import validators
+
+    def pattern(validator: Any, regex: str, instance: Any, schema: Any) -> Iterator[Failure]:
+        if validator.is_type(instance, "string") and not search(regex, instance):
+            yield Failure(f"{instance!r} does not match {regex!r}")
+
+    def pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Iterator[Failure]:
+        if not validator.is_type(instance, "object"):
+            return
+        for regex, subschema in patterns.items():
+            for key, value in instance.items():
+                if search(regex, key):
+                    yield from validator.descend(value, subschema, path=key, schema_path=regex)
+
+    original_additional: Any = cls.VALIDATORS.get("additionalProperties")
+
+    def additional_properties(validator: Any, additional: Any, instance: Any, schema: Any) -> Iterator[Failure]:
+        if not validator.is_type(instance, "object"):
+            return
+        patterns = schema.get("patternProperties", {})
+        if not patterns:
+            yield from original_additional(validator, additional, instance, schema)
+            return
+        properties = schema.get("properties", {})
+        extras = [
+            key for key in instance if key not in properties and not any(search(regex, key) for regex in patterns)
+        ]
+        if validator.is_type(additional, "object"):
+            for extra in extras:
+                yield from validator.descend(instance[extra], additional, path=extra)
+        elif not additional and extras:
+            verb = "does" if len(extras) == 1 else "do"
+            joined = ", ".join(repr(each) for each in sorted(extras))
+            listed = ", ".join(repr(each) for each in sorted(patterns))
+            yield Failure(f"{joined} {verb} not match any of the regexes: {listed}")
+
+    replaced = {"pattern": pattern, "patternProperties": pattern_properties}
+    if original_additional is not None:
+        replaced["additionalProperties"] = additional_properties
+    extend: Any = validators.extend  # untyped in jsonschema
+    extended: type[Validator] = extend(cls, {key: value for key, value in replaced.items() if key in cls.VALIDATORS})
+    return extended
 
 
 def _path(error: ValidationError) -> str:

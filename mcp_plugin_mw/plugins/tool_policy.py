@@ -29,6 +29,10 @@ How a decision is made:
   list for the kind, the name must match at least one of them. When none has,
   ``default`` decides (``allow`` unless set to ``deny``).
 
+``users`` and ``tenants`` run on RE2, in time linear in the id; a pattern RE2
+cannot compile (backreferences, lookarounds) is refused at load unless
+``allow_backtracking: true``, which runs it on Python's engine.
+
 For policies that differ wholesale per user or tenant, list the plugin twice
 with different ``conditions`` instead.
 
@@ -37,9 +41,9 @@ Refusals are violations with code ``POLICY_DENIED`` and HTTP status 403.
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar, Literal
 
+from .._regex import NOTHING, UserPattern
 from ..models import (
     Category,
     GlobalContext,
@@ -80,6 +84,8 @@ class ToolPolicySettings(_Lists):
 
     rules: tuple[PolicyRule, ...] = ()
     default: Literal["allow", "deny"] = "allow"
+    allow_backtracking: bool = False
+    """Run ``users``/``tenants`` patterns RE2 cannot compile on Python's engine (unsafe on hostile ids)."""
 
 
 class _CompiledRule:
@@ -87,13 +93,11 @@ class _CompiledRule:
 
     __slots__ = ("allow", "deny", "tenants", "users")
 
-    def __init__(
-        self, lists: _Lists, users: list[re.Pattern[str]] | None, tenants: list[re.Pattern[str]] | None
-    ) -> None:
+    def __init__(self, lists: _Lists, users: list[UserPattern] | None, tenants: list[UserPattern] | None) -> None:
         self.users = users
         self.tenants = tenants
-        self.allow: dict[_Kind, re.Pattern[str]] = {}
-        self.deny: dict[_Kind, re.Pattern[str] | None] = {}
+        self.allow: dict[_Kind, UserPattern] = {}
+        self.deny: dict[_Kind, UserPattern | None] = {}
         by_kind: tuple[tuple[_Kind, tuple[str, ...] | None, tuple[str, ...]], ...] = (
             ("tool", lists.allow_tools, lists.deny_tools),
             ("prompt", lists.allow_prompts, lists.deny_prompts),
@@ -103,7 +107,7 @@ class _CompiledRule:
             # An empty allow list is a real list that matches nothing: it
             # forbids the kind outright, unlike an absent one.
             if allow is not None:
-                self.allow[kind] = compile_globs(allow) or re.compile("(?!)")
+                self.allow[kind] = compile_globs(allow) or NOTHING
             self.deny[kind] = compile_globs(deny)
 
     def applies(self, context: GlobalContext) -> bool:
@@ -112,7 +116,7 @@ class _CompiledRule:
         return self.tenants is None or _search(self.tenants, context.tenant_id)
 
 
-def _search(patterns: list[re.Pattern[str]], value: str | None) -> bool:
+def _search(patterns: list[UserPattern], value: str | None) -> bool:
     return value is not None and any(pattern.search(value) for pattern in patterns)
 
 
