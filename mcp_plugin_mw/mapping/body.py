@@ -34,6 +34,9 @@ SNIFF_BYTES = 4
 """Bytes :func:`json.detect_encoding` needs to tell UTF-8, -16 and -32 apart."""
 
 _OPENERS = frozenset("{[")
+_OPENING_BYTES = (b"{", b"[")
+_PLAIN_BYTES = frozenset(bytes([byte]) for byte in range(0x21, 0x7F) if byte not in b"{[")
+_SNIFF_WINDOW = 4096
 # What lenient apps strip before parsing (str.strip(), a BOM decoded as text,
 # NULs of a C string): none of it may hide the opening bracket from us.
 _IGNORABLE = "\ufeff\x00"
@@ -113,16 +116,28 @@ def sniff(prefix: bytes, declared: list[str], *, complete: bool) -> bool | None:
     None means "read more": only ignorable characters so far. ``complete``
     says ``prefix`` is the whole body.
     """
+    first = prefix[:1]
+    if first in _OPENING_BYTES:
+        return True  # UTF-8, or the first byte of UTF-16-LE / UTF-32-LE
+    if not declared and first in _PLAIN_BYTES:
+        # An ASCII character that is neither whitespace nor a bracket starts
+        # no JSON object in UTF-8, and no BOM or UTF-16/32 text either.
+        return False
     if not complete and len(prefix) < SNIFF_BYTES:
         return None
     undecided = False
+    window = prefix[:_SNIFF_WINDOW]
+    complete = complete and len(window) == len(prefix)
     for codec in _readings(prefix, declared):
-        text = codecs.getincrementaldecoder(codec)(errors="replace").decode(prefix, final=complete)
+        text = codecs.getincrementaldecoder(codec)(errors="replace").decode(window, final=complete)
         char = _first_significant(text)
         if char is None:
             undecided = True
         elif char in _OPENERS:
             return True
+    if undecided and len(window) < len(prefix):
+        # A long run of whitespace: look further, then decide.
+        return sniff(prefix[len(window) - len(window) % 4 :], declared, complete=complete)
     return None if undecided and not complete else False
 
 
@@ -130,6 +145,12 @@ def read(body: bytes, declared: list[str]) -> BodyReading:
     """Decode ``body`` the ways the app may; it must have passed :func:`sniff`."""
     values: list[Any] = []
     for codec in _readings(body[:SNIFF_BYTES], declared):
+        if codec in (_UTF8, "utf-8-sig"):
+            # The common case: one parse, no decoding pass of our own.
+            value = jsonrpc.decode(body)
+            if isinstance(value, dict | list):
+                values.append(value)
+                continue
         try:
             text = body.decode(codec)
         except (UnicodeDecodeError, LookupError):
@@ -137,7 +158,7 @@ def read(body: bytes, declared: list[str]) -> BodyReading:
         char = _first_significant(text)
         if char is None or char not in _OPENERS:
             continue
-        value = _parse(body, text, fast=codec in (_UTF8, "utf-8-sig"))
+        value = _parse(text)
         if value is _UNPARSED:
             return BodyReading(refusal=(400, "the body looks like JSON but does not parse"))
         values.append(value)
@@ -151,11 +172,7 @@ def read(body: bytes, declared: list[str]) -> BodyReading:
 _UNPARSED: Any = object()
 
 
-def _parse(body: bytes, text: str, *, fast: bool) -> Any:
-    if fast:
-        value = jsonrpc.decode(body)
-        if value is not None or body.strip() == b"null":
-            return value
+def _parse(text: str) -> Any:
     # Python's json takes what orjson refuses (NaN, 1e400, lone surrogates);
     # lenient apps strip whitespace, BOMs and NULs around the document.
     for candidate in (text, text.strip().strip(_IGNORABLE).strip()):
