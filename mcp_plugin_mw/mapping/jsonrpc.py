@@ -177,6 +177,12 @@ def _normalized(method: str) -> str:
     return text.strip("/")
 
 
+def names_mapped_method(message: Any) -> bool:
+    """Whether ``message`` names a mapped method, however leniently spelt."""
+    method = message.get("method") if isinstance(message, dict) else None
+    return isinstance(method, str) and (method in RPC_HOOKS or _normalized(method) in RPC_HOOKS)
+
+
 def refusal(message: Any, active: Container[HookType]) -> dict[str, Any] | None:
     """The error answering a message the app might run as a mapped call unchecked, else None.
 

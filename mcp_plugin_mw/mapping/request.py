@@ -170,7 +170,7 @@ class RequestSide:
         renamed: str | None = None
         reused = _reused(keys, messages) if batch else set()
         for key, message in zip(keys, messages, strict=True):
-            if isinstance(message, list):
+            if isinstance(message, list) and _holds_call(message):
                 # Not JSON-RPC, but an app that flattens batches would run it.
                 changed = True
                 detail = "Invalid Request: a batch may not contain a batch"
@@ -294,3 +294,15 @@ def _reused(keys: list[Any], messages: list[Any]) -> set[Any]:
         if jsonrpc.is_request(message):
             (reused if key in seen else seen).add(key)
     return reused
+
+
+def _holds_call(value: list[Any]) -> bool:
+    """Whether a nested batch holds, at any depth, a message naming a mapped method."""
+    stack = [value]
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, list):
+                stack.append(item)
+            elif jsonrpc.names_mapped_method(item):
+                return True
+    return False
