@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from ._regex import PatternError, compile_user_pattern
 from .models import Config, PluginMode
@@ -110,13 +110,12 @@ def load_config(
     if not isinstance(raw, dict):
         raise ConfigError(["<top>: expected a mapping with 'plugins' and 'plugin_settings'"], label)
     origins = _apply_environment(raw, env, settings or {}, problems)
-    allow_backtracking = _take_allow_backtracking(raw, origins, problems)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_describe(error, origins) for error in exc.errors())
         raise ConfigError(problems, label) from None
-    problems.extend(_check_semantics(config, allow_backtracking=allow_backtracking))
+    problems.extend(_check_semantics(config))
     disabled = _split_list(env.get(ENV_PREFIX + "DISABLED_PLUGINS", ""))
     config = _disable(config, disabled, problems)
     if problems:
@@ -203,32 +202,10 @@ def _apply_environment(
     return origins
 
 
-_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
-
-
-def _take_allow_backtracking(raw: dict[str, Any], origins: Mapping[str, str], problems: list[str]) -> bool:
-    """Remove and validate ``plugin_settings.allow_backtracking``.
-
-    It only decides, here, whether ``excluded_urls`` and ``user_patterns``
-    that RE2 cannot compile are refused; patterns that pass run wherever
-    they are compiled (see :func:`mcp_plugin_mw._regex.compile_vetted_pattern`).
-    """
-    section = raw.get("plugin_settings")
-    if not isinstance(section, dict) or "allow_backtracking" not in section:
-        return False
-    value = section.pop("allow_backtracking")
-    try:
-        return _BOOL.validate_python(value)
-    except ValidationError as exc:
-        where = origins.get("allow_backtracking")
-        place = f"{where} (plugin_settings.allow_backtracking)" if where else "plugin_settings.allow_backtracking"
-        problems.append(f"{place}: {exc.errors()[0]['msg']}")
-        return False
-
-
-def _check_semantics(config: Config, *, allow_backtracking: bool = False) -> list[str]:
+def _check_semantics(config: Config) -> list[str]:
     """Problems pydantic's field types cannot see."""
     problems: list[str] = []
+    allow_backtracking = config.plugin_settings.allow_backtracking
     seen: dict[str, int] = {}
     for index, plugin in enumerate(config.plugins):
         where = f"plugins[{index}]"

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import fnmatch
 import inspect
 import itertools
 import json
@@ -59,7 +58,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from . import _threads
-from ._regex import compile_vetted_patterns
+from ._regex import UserPattern, compile_globs, compile_vetted_patterns
 from .models import (
     Category,
     ExecutionRecord,
@@ -135,10 +134,14 @@ class _Condition:
         return True
 
 
-def _globs(patterns: list[str] | None) -> re.Pattern[str] | None:
+_NOTHING = re.compile("(?!)")
+
+
+def _globs(patterns: list[str] | None) -> UserPattern | re.Pattern[str] | None:
+    # Tool names and media types are the client's: the globs run on RE2.
     if patterns is None:
         return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or "(?!)")
+    return compile_globs(patterns) or _NOTHING
 
 
 @dataclasses.dataclass(slots=True, eq=False)

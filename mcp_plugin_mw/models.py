@@ -514,6 +514,9 @@ class PluginSettings(_ConfigModel):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     parallel_execution_within_band: bool = False
     excluded_urls: list[str] = Field(default_factory=list)
+    allow_backtracking: bool = False
+    """Let ``excluded_urls`` and conditions' ``user_patterns`` that RE2 cannot
+    compile run on Python's ``re`` (unsafe on client input) instead of refusing them."""
     log_level: str | None = None
     max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """JSON responses larger than this are not inspected by post hooks; they
