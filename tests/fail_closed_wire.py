@@ -486,6 +486,7 @@ def wsgi_environ(
     short: int = 0,
     trailer: bytes = b"",
     path: str = "/mcp",
+    headers: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     from werkzeug.test import EnvironBuilder
 
@@ -502,6 +503,9 @@ def wsgi_environ(
     if content_types:
         # One CONTENT_TYPE in WSGI: several headers arrive joined, as servers join repeated headers.
         environ["CONTENT_TYPE"] = ", ".join(content_types)
+    for name, value in headers:
+        key = "HTTP_" + name.upper().replace("-", "_")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
     stream = body
     if framing == "length":
         environ["CONTENT_LENGTH"] = str(len(body))

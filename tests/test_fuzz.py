@@ -64,7 +64,7 @@ from tests.fail_closed_wire import (
 pytestmark = pytest.mark.timeout(180)
 
 FUZZ = settings(
-    max_examples=100,
+    max_examples=150,
     derandomize=True,
     database=None,
     deadline=None,
@@ -110,10 +110,13 @@ class Case:
     framing: str = "length"
     short: int = 0
     trailer: bytes = b""
+    # Other request headers (Content-Encoding, MCP headers), on both transports.
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    padding: int = 0
     applied: list[str] = dataclasses.field(default_factory=list)
 
     def body(self) -> bytes:
-        return encode(write(self.wrap(self.call), self.style), self.encoding)
+        return encode(write(self.wrap(self.call), self.style) + " " * self.padding, self.encoding)
 
     def asgi_headers(self, body: bytes) -> list[tuple[str, str]]:
         headers = [("content-type", value) for value in self.content_types]
@@ -130,13 +133,13 @@ class Case:
         headers += [("content-length", value) for value in lengths]
         if self.chunked_header:
             headers.append(("transfer-encoding", "chunked"))
-        return headers
+        return headers + self.headers
 
     def describe(self) -> str:
         return (
             f"mutations={self.applied} method={self.http_method!r} content_types={self.content_types!r} "
             f"encoding={self.encoding} wrap={self.wrap_name} framing={self.framing} asgi_length={self.asgi_length} "
-            f"cuts={self.cuts} body={self.body()[:400]!r}"
+            f"cuts={self.cuts} headers={self.headers} padding={self.padding} body={self.body()[:400]!r}"
         )
 
 
@@ -378,7 +381,48 @@ def m_escapes_whitespace(draw: st.DrawFn, case: Case) -> None:
         reorder(draw, params)
 
 
+def m_content_encoding(draw: st.DrawFn, case: Case) -> None:
+    """A Content-Encoding header over a body that is not compressed at all (the app ignores the header)."""
+    values = ["gzip", "GZIP", "br", "deflate", "x-custom", "identity, gzip", "gzip, identity", "compress"]
+    for value in draw(st.lists(st.sampled_from(values), min_size=1, max_size=2)):
+        case.headers.append(("content-encoding", value))
+
+
+def m_mcp_headers(draw: st.DrawFn, case: Case) -> None:
+    """MCP headers that disagree with the body, or name a revision without batches; the app reads the body."""
+    choices = [
+        ("mcp-method", "tools/list"),
+        ("mcp-method", "tools/call"),
+        ("mcp-method", "ping"),
+        ("mcp-name", ALLOWED_TOOL),
+        ("mcp-name", DENIED_TOOL),
+        ("mcp-protocol-version", "2025-03-26"),
+        ("mcp-protocol-version", "2025-06-18"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-protocol-version", "1999-01-01"),
+        ("mcp-protocol-version", "garbage"),
+        ("mcp-session-id", "abc"),
+        ("accept", "text/event-stream"),
+        ("accept", "*/*"),
+    ]
+    case.headers += draw(st.lists(st.sampled_from(choices), min_size=1, max_size=4))
+    if draw(st.booleans()):
+        params = case.call.get("params")
+        if isinstance(params, Obj):
+            version = draw(st.sampled_from(["2025-06-18", "2026-07-28", "garbage"]))
+            params.set("_meta", {"io.modelcontextprotocol/protocolVersion": version})
+
+
+def m_padding(draw: st.DrawFn, case: Case) -> None:
+    """Trailing JSON whitespace: bodies across read sizes and past the body limit."""
+    case.padding = draw(st.sampled_from([1, 4095, 65_535, 65_536, 65_537, 300_000, 1_048_576, 1_100_000]))
+
+
 MUTATIONS: dict[str, Mutation] = {
+    "content_encoding": m_content_encoding,
+    "mcp_headers": m_mcp_headers,
+    "padding": m_padding,
     "http_method": m_http_method,
     "content_type": m_content_type,
     "framing": m_framing,
@@ -443,7 +487,13 @@ def send(transport: str, app: Any, case: Case, loop: asyncio.AbstractEventLoop) 
     if transport == "asgi":
         return loop.run_until_complete(run_asgi(app, case.http_method, case.asgi_headers(body), split(body, case.cuts)))
     environ = wsgi_environ(
-        case.http_method, case.content_types, body, framing=case.framing, short=case.short, trailer=case.trailer
+        case.http_method,
+        case.content_types,
+        body,
+        framing=case.framing,
+        short=case.short,
+        trailer=case.trailer,
+        headers=case.headers,
     )
     return run_wsgi(app, environ)
 
@@ -484,7 +534,7 @@ def test_single_mutation_stays_blocked(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=600)
 @given(data=st.data())
 def test_combined_mutations_stay_blocked(
     transport: str,
@@ -785,7 +835,7 @@ def check_complete(response: Response, reply: Reply) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("plugin", sorted(RESPONSE_CONFIGS))
 @pytest.mark.parametrize("kind", sorted(REPLIES))
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=80)
 @given(data=st.data())
 def test_any_response_gives_a_complete_reply(
     transport: str,
