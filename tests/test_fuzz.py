@@ -64,7 +64,7 @@ from tests.fail_closed_wire import (
 pytestmark = pytest.mark.timeout(180)
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=250,
     derandomize=True,
     database=None,
     deadline=None,
@@ -534,7 +534,7 @@ def test_single_mutation_stays_blocked(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@settings(FUZZ, max_examples=600)
+@settings(FUZZ, max_examples=1000)
 @given(data=st.data())
 def test_combined_mutations_stay_blocked(
     transport: str,
@@ -835,7 +835,7 @@ def check_complete(response: Response, reply: Reply) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("plugin", sorted(RESPONSE_CONFIGS))
 @pytest.mark.parametrize("kind", sorted(REPLIES))
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=150)
 @given(data=st.data())
 def test_any_response_gives_a_complete_reply(
     transport: str,
