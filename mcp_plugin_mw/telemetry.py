@@ -23,6 +23,9 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
     _trace = None  # type: ignore[assignment]
 
 _tracer: Any = None
+_IDLE_PROVIDERS: tuple[type, ...] = (
+    (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider) if _trace is not None else ()
+)
 
 
 def start(hook: HookType, context: GlobalContext) -> Any:
@@ -32,6 +35,10 @@ def start(hook: HookType, context: GlobalContext) -> Any:
         return None
     if _tracer is None:
         _tracer = _trace.get_tracer("mcp_plugin_mw")
+    if isinstance(_tracer, _trace.ProxyTracer) and isinstance(_trace.get_tracer_provider(), _IDLE_PROVIDERS):
+        # No SDK is configured (yet): a no-op span would still cost a few
+        # microseconds per hook. Checked per call, so a provider set later counts.
+        return None
     span = _tracer.start_span(f"mcp_plugin_mw {hook.value}")
     if not span.is_recording():
         return None
