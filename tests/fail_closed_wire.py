@@ -354,6 +354,13 @@ json_values = st.recursive(
 arguments = st.dictionaries(st.text(alphabet=st.characters(codec="utf-8"), max_size=8), json_values, max_size=3)
 
 
+# JSON whitespace before the document: a first message may hold nothing else.
+leading_whitespace = st.sampled_from(["", "", "", " ", "    ", "\r\n\r\n", "\t" * 9, " \n" * 40])
+
+# Where a body is cut into messages: often near the start, where sniffing decides.
+cut_points = st.lists(st.integers(0, 8) | st.integers(0, 10_000), max_size=4)
+
+
 def split(data: bytes, cuts: Sequence[int]) -> list[bytes]:
     """``data`` cut at ``cuts`` (taken modulo its length); empty pieces kept, so chunks may be empty."""
     points = sorted(cut % (len(data) + 1) for cut in cuts)

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import mcp_plugin_mw as mw
@@ -50,9 +50,11 @@ from tests.fail_closed_wire import (
     Style,
     arguments,
     content_type_headers,
+    cut_points,
     encode,
     http_methods,
     json_values,
+    leading_whitespace,
     method_spellings,
     random_case,
     request_ids,
@@ -190,13 +192,13 @@ class Sent:
 def denied_requests(draw: st.DrawFn) -> Sent:
     document = draw(denied_documents())
     encoding = draw(st.sampled_from(list(ENCODINGS)))
-    body = encode(write(document, draw(styles)), encoding)
+    body = encode(draw(leading_whitespace) + write(document, draw(styles)), encoding)
     return Sent(
         method=draw(http_methods),
         content_types=draw(content_type_headers()),
         encoding=encoding,
         body=body,
-        cuts=draw(st.lists(st.integers(0, 10_000), max_size=3)),
+        cuts=draw(cut_points),
     )
 
 
@@ -244,8 +246,22 @@ def send_wsgi(app: Any, sent: Sent) -> Any:
 # ----------------------------------------------------------------------
 
 
+# Found by this property: the body sniffed in a first message of whitespace only, read as the declared charset.
+LEADING_SPACES = b'    {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything"}}'
+
+
 @SETTINGS
 @given(sent=denied_requests())
+@example(sent=Sent("POST", ["application/json; charset=utf-16"], "utf-8", LEADING_SPACES, [4]))
+@example(
+    sent=Sent(
+        "POST",
+        ["application/json; charset=utf-32"],
+        "utf-16-le-bom",
+        b"\xff\xfe" + LEADING_SPACES.decode().encode("utf-16-le"),
+        [4],
+    )
+)
 def test_asgi_denied_tool_never_runs(
     lenient: LenientApp, deny_asgi: mw.PluginMiddleware, loop: asyncio.AbstractEventLoop, sent: Sent
 ) -> None:
@@ -382,13 +398,13 @@ def valid_exchanges(draw: st.DrawFn) -> Exchange:
     else:
         document = draw(st.permutations([*requests, *notifications]))
     encoding = draw(st.sampled_from(list(ENCODINGS)))
-    body = encode(write(document, draw(styles)), encoding)
+    body = encode(draw(leading_whitespace) + write(document, draw(styles)), encoding)
     sent = Sent(
         method=draw(http_methods),
         content_types=draw(labelled_content_types(encoding)),
         encoding=encoding,
         body=body,
-        cuts=draw(st.lists(st.integers(0, 10_000), max_size=3)),
+        cuts=draw(cut_points),
     )
     replies = [
         {"jsonrpc": "2.0", "id": request.get("id"), "result": _result(draw, request.get("method"))}

@@ -50,6 +50,7 @@ from tests.fail_closed_wire import (
     encode,
     http_methods,
     json_values,
+    leading_whitespace,
     method_spellings,
     run_asgi,
     run_wsgi,
@@ -113,10 +114,11 @@ class Case:
     # Other request headers (Content-Encoding, MCP headers), on both transports.
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     padding: int = 0
+    lead: str = ""
     applied: list[str] = dataclasses.field(default_factory=list)
 
     def body(self) -> bytes:
-        return encode(write(self.wrap(self.call), self.style) + " " * self.padding, self.encoding)
+        return encode(self.lead + write(self.wrap(self.call), self.style) + " " * self.padding, self.encoding)
 
     def asgi_headers(self, body: bytes) -> list[tuple[str, str]]:
         headers = [("content-type", value) for value in self.content_types]
@@ -159,7 +161,7 @@ def m_content_type(draw: st.DrawFn, case: Case) -> None:
 
 
 def m_framing(draw: st.DrawFn, case: Case) -> None:
-    case.cuts = draw(st.lists(st.integers(0, 10_000), min_size=1, max_size=8))
+    case.cuts = draw(st.lists(st.integers(0, 8) | st.integers(0, 10_000), min_size=1, max_size=8))
     case.asgi_length = draw(
         st.sampled_from(["exact", "absent", "zero", "smaller", "larger", "garbage", "negative", "twice"])
     )
@@ -374,6 +376,7 @@ def reorder(draw: st.DrawFn, obj: Obj) -> None:
 
 def m_escapes_whitespace(draw: st.DrawFn, case: Case) -> None:
     case.style = draw(styles)
+    case.lead = draw(leading_whitespace)
     case.style.escape = draw(st.sampled_from([0.3, 1.0, case.style.escape]))
     reorder(draw, case.call)
     params = case.call.get("params")
