@@ -160,7 +160,8 @@ class PluginManager:
             return HookResult()
         if not self._ready:
             await self.ainitialize()
-        hook = HookType(hook)
+        if type(hook) is not HookType:
+            hook = HookType(hook)
         context = global_context or _new_context()
         span = telemetry.start(hook, context)
         return self._finish(hook, context, span, await executor.run(hook, payload, context))
@@ -181,7 +182,8 @@ class PluginManager:
             return HookResult()
         if not self._ready:
             self.initialize()
-        hook = HookType(hook)
+        if type(hook) is not HookType:
+            hook = HookType(hook)
         context = global_context or _new_context()
         span = telemetry.start(hook, context)
         return self._finish(hook, context, span, executor.run_sync(hook, payload, context))

@@ -129,7 +129,10 @@ def sniff(prefix: bytes, declared: list[str], *, complete: bool) -> bool | None:
     window = prefix[:_SNIFF_WINDOW]
     complete = complete and len(window) == len(prefix)
     for codec in _readings(prefix, declared):
-        text = codecs.getincrementaldecoder(codec)(errors="replace").decode(window, final=complete)
+        try:
+            text = codecs.getincrementaldecoder(codec)(errors="replace").decode(window, final=complete)
+        except UnicodeError:  # a UTF-16/32 stream too short for its BOM, say
+            continue
         char = _first_significant(text)
         if char is None:
             undecided = True
@@ -153,7 +156,7 @@ def read(body: bytes, declared: list[str]) -> BodyReading:
                 continue
         try:
             text = body.decode(codec)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):
             continue  # the app cannot read it this way either
         char = _first_significant(text)
         if char is None or char not in _OPENERS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from typing import Any
 
 from ..models import GlobalContext, HookType, HttpPreRequestPayload, PluginSettings, PluginViolation
@@ -26,6 +27,7 @@ __all__ = ["RPC_HOOK_TYPES", "BodyMode", "RequestSide"]
 
 RPC_HOOK_TYPES = frozenset(hook for hooks in jsonrpc.RPC_HOOKS.values() for hook in hooks)
 _IDENTITY = ("", "identity")
+_UTF8 = "utf-8"
 
 
 class BodyMode(enum.Enum):
@@ -153,6 +155,8 @@ class RequestSide:
         return Reply(*problem(status, reason))
 
     def _on_rpc_request(self, body: bytes, forward: Forward) -> Steps:
+        if self._names_no_watched_method(body):
+            return forward
         decoded = self._read(body)
         if isinstance(decoded, Reply):
             return decoded
@@ -225,6 +229,20 @@ class RequestSide:
         forward.body = jsonrpc.encode(kept if batch else kept[0])
         return forward
 
+    def _names_no_watched_method(self, body: bytes) -> bool:
+        """Whether ``body`` provably names no method a hook watches, however spelt: nothing to parse.
+
+        Only plain UTF-8 qualifies (no escapes, no NULs, no other charset):
+        then every spelling a lenient app accepts holds the method's first
+        segment in ASCII, in some case.
+        """
+        if HookType.HTTP_POST_REQUEST in self.active or b"\\" in body or b"\x00" in body:
+            return False
+        if body[:1] not in (b"{", b"[") or (self.declared_charsets() or [_UTF8]) != [_UTF8]:
+            return False
+        lowered = body.lower()
+        return not any(stem in lowered for stem in _stems(self.active))
+
     def blocked(
         self, request_id: Any, method: str, violation: PluginViolation | None, protocol: str | None
     ) -> dict[str, Any]:
@@ -276,6 +294,16 @@ class RequestSide:
         self.rpc_batch = isinstance(reading.value, list)
         messages = reading.value if self.rpc_batch else [reading.value]
         self.rpc_requests = _rpc_requests(messages, header(self.request.headers, "mcp-protocol-version"))
+
+
+@functools.cache
+def _stems(active: frozenset[HookType]) -> tuple[bytes, ...]:
+    """The first segments (``b"tools"``) of the mapped methods whose hooks are active."""
+    return tuple(
+        method.partition("/")[0].encode()
+        for method, (pre, post) in jsonrpc.RPC_HOOKS.items()
+        if pre in active or post in active
+    )
 
 
 def _rpc_requests(messages: list[Any], version_header: str | None) -> list[tuple[Any, str, str | None]]:
