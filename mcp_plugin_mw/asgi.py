@@ -30,6 +30,8 @@ from .config import ConfigSource
 from .manager import PluginManager
 from .mapping.exchange import BodyMode, Exchange, Forward, Reply, Request, ResponseMode, drive
 from .mapping.http import Headers, excluded_urls, replace_header
+from .mapping.request import passes_unread
+from .models import HookType
 
 __all__ = ["PluginMiddleware"]
 
@@ -40,6 +42,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("mcp_plugin_mw.asgi")
+
+_HTTP_HOOKS = frozenset({HookType.HTTP_PRE_REQUEST, HookType.HTTP_POST_REQUEST})
 
 
 class PluginMiddleware:
@@ -72,6 +76,18 @@ class PluginMiddleware:
         if self._excluded is not None and self._excluded.search(scope["path"]):
             await self.app(scope, receive, send)
             return
+        active = self.manager.active_hooks
+        if active.isdisjoint(_HTTP_HOOKS):
+            # Most MCP traffic needs no hook: a one-message body that provably
+            # names no watched method goes to the app without an exchange.
+            first = await receive()
+            if first["type"] == "http.request" and not first.get("more_body", False):
+                content_types, encoding = _body_headers(scope["headers"])
+                body = first.get("body", b"")
+                if passes_unread(active, scope["method"], content_types, encoding, body):
+                    await self.app(scope, _replay(body, receive), send)
+                    return
+            receive = _replay_message(first, receive)
         await _Responder(self.app, Exchange(self.manager, _request(scope)))(scope, receive, send)
 
 
@@ -253,6 +269,32 @@ class _Responder:
             await self._stream(body, False)
         else:
             await self._buffer(body, False, pathsend=message)
+
+
+def _body_headers(raw: Any) -> tuple[list[str], str | None]:
+    """The Content-Type values and the Content-Encoding of raw ASGI headers."""
+    content_types: list[str] = []
+    encoding: str | None = None
+    for name, value in raw:
+        if name == b"content-type":
+            content_types.append(value.decode("latin-1"))
+        elif name == b"content-encoding" and encoding is None:
+            encoding = value.decode("latin-1")
+    return content_types, encoding
+
+
+def _replay_message(message: Message, receive: Receive) -> Receive:
+    """A ``receive`` that hands back ``message`` once, then the real messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return message
+        return await receive()
+
+    return replay
 
 
 def _read_file(path: str) -> bytes:

@@ -23,9 +23,11 @@ from . import jsonrpc
 from .http import header, problem, replace_header, rpc_reply, violation_problem
 from .state import Calls, Forward, Reply, Request, Steps, failure
 
-__all__ = ["RPC_HOOK_TYPES", "BodyMode", "RequestSide"]
+__all__ = ["RPC_HOOK_TYPES", "BodyMode", "RequestSide", "passes_unread"]
 
 RPC_HOOK_TYPES = frozenset(hook for hooks in jsonrpc.RPC_HOOKS.values() for hook in hooks)
+_POST_HOOKS = frozenset(hooks[1] for hooks in jsonrpc.RPC_HOOKS.values())
+_HTTP_HOOKS = frozenset({HookType.HTTP_PRE_REQUEST, HookType.HTTP_POST_REQUEST})
 _IDENTITY = ("", "identity")
 _UTF8 = "utf-8"
 
@@ -230,18 +232,9 @@ class RequestSide:
         return forward
 
     def _names_no_watched_method(self, body: bytes) -> bool:
-        """Whether ``body`` provably names no method a hook watches, however spelt: nothing to parse.
-
-        Only plain UTF-8 qualifies (no escapes, no NULs, no other charset):
-        then every spelling a lenient app accepts holds the method's first
-        segment in ASCII, in some case.
-        """
-        if HookType.HTTP_POST_REQUEST in self.active or b"\\" in body or b"\x00" in body:
-            return False
-        if body[:1] not in (b"{", b"[") or (self.declared_charsets() or [_UTF8]) != [_UTF8]:
-            return False
-        lowered = body.lower()
-        return not any(stem in lowered for stem in _stems(self.active))
+        if HookType.HTTP_POST_REQUEST in self.active:
+            return False  # its block is answered in JSON-RPC: the requests must be known
+        return _names_no_watched_method(self.active, self.declared_charsets(), body)
 
     def blocked(
         self, request_id: Any, method: str, violation: PluginViolation | None, protocol: str | None
@@ -294,6 +287,48 @@ class RequestSide:
         self.rpc_batch = isinstance(reading.value, list)
         messages = reading.value if self.rpc_batch else [reading.value]
         self.rpc_requests = _rpc_requests(messages, header(self.request.headers, "mcp-protocol-version"))
+
+
+def passes_unread(
+    active: frozenset[HookType], method: str, content_types: list[str], encoding: str | None, body: bytes
+) -> bool:
+    """Whether a whole request body provably needs neither a hook nor a refusal.
+
+    The shortcut of both middlewares for most MCP traffic (``initialize``,
+    ``tools/list``, notifications): the same verdict as running
+    :meth:`RequestSide.on_request` and finding nothing to do, without the
+    exchange. False whenever an HTTP hook is configured, and for a ``GET``
+    while a response hook is (its stream may resume an earlier call's).
+    """
+    if not active.isdisjoint(_HTTP_HOOKS):
+        return False
+    if method.upper() == "GET" and not active.isdisjoint(_POST_HOOKS):
+        return False
+    if not body:
+        return True
+    if (encoding or "").strip().lower() not in _IDENTITY:
+        return False  # refused on the full path
+    declared = bodies.charsets(content_types) if content_types else []
+    if declared is None:
+        return False
+    if not bodies.sniff(body, declared, complete=True):
+        return True  # no JSON object or array in any reading
+    return _names_no_watched_method(active, declared, body)
+
+
+def _names_no_watched_method(active: frozenset[HookType], declared: list[str] | None, body: bytes) -> bool:
+    """Whether ``body`` provably names no method a hook watches, however spelt: nothing to parse.
+
+    Only plain UTF-8 qualifies (no escapes, no NULs, no other charset):
+    then every spelling a lenient app accepts holds the method's first
+    segment in ASCII, in some case.
+    """
+    if b"\\" in body or b"\x00" in body:
+        return False
+    if body[:1] not in (b"{", b"[") or (declared or [_UTF8]) != [_UTF8]:
+        return False
+    lowered = body.lower()
+    return not any(stem in lowered for stem in _stems(active))
 
 
 @functools.cache
