@@ -11,6 +11,7 @@ global lookup.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .models import GlobalContext, HookResult, HookType
@@ -23,6 +24,9 @@ except ImportError:  # pragma: no cover - exercised when the extra is absent
     _trace = None  # type: ignore[assignment]
 
 _tracer: Any = None
+_UNKNOWN: Any = object()
+# Read once: the API reads it to pick a provider the first time one is asked for.
+_PROVIDER_FROM_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 _IDLE_PROVIDERS: tuple[type, ...] = (
     (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider) if _trace is not None else ()
 )
@@ -35,7 +39,7 @@ def start(hook: HookType, context: GlobalContext) -> Any:
         return None
     if _tracer is None:
         _tracer = _trace.get_tracer("mcp_plugin_mw")
-    if isinstance(_tracer, _trace.ProxyTracer) and isinstance(_trace.get_tracer_provider(), _IDLE_PROVIDERS):
+    if isinstance(_tracer, _trace.ProxyTracer) and _idle():
         # No SDK is configured (yet): a no-op span would still cost a few
         # microseconds per hook. Checked per call, so a provider set later counts.
         return None
@@ -45,6 +49,18 @@ def start(hook: HookType, context: GlobalContext) -> Any:
     span.set_attribute("mcp_plugin_mw.hook", hook.value)
     span.set_attribute("mcp_plugin_mw.request_id", context.request_id)
     return span
+
+
+def _idle() -> bool:
+    """Whether no tracer provider is set: OpenTelemetry would only hand out no-op spans."""
+    # get_tracer_provider() looks the environment up on every call until a
+    # provider is set; its module global tells the same without that cost.
+    current = getattr(_trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if current is None:
+        return not _PROVIDER_FROM_ENVIRONMENT
+    if current is _UNKNOWN:  # an API without that global: ask it
+        current = _trace.get_tracer_provider()
+    return isinstance(current, _IDLE_PROVIDERS)
 
 
 def finish(span: Any, result: HookResult) -> None:
