@@ -339,25 +339,38 @@ class Executor:
         """
         hook, context, records = run.hook, run.context, run.records
         contexts = context.plugin_contexts
+        clock, passed, record = perf_counter, Outcome.PASSED, ExecutionRecord
+        read = run.tracked.read if run.tracked is not None else None
+        dumps = _dumps
         for entry in chain:
             if entry.conditions and not _applies(entry, run):
                 continue
-            plugin_context = contexts.get(entry.name)
+            name = entry.name
+            plugin_context = contexts.get(name)
             if plugin_context is None:
-                plugin_context = contexts[entry.name] = PluginContext(context)
-            start = perf_counter()
+                plugin_context = contexts[name] = PluginContext(context)
+            start = clock()
             try:
                 result = entry.method(run.payload, plugin_context)
             except Exception as exc:
-                if self._settle(entry, (None, exc, False, perf_counter() - start), run):
+                if self._settle(entry, (None, exc, False, clock() - start), run):
                     break
                 continue
-            duration = perf_counter() - start
-            if result is None and (run.tracked is None or _same(run)):
-                records.append(ExecutionRecord(entry.name, hook, Outcome.PASSED, duration))
-                continue
+            duration = clock() - start
+            if result is None:
+                if read is None:
+                    records.append(record(name, hook, passed, duration))
+                    continue
+                try:
+                    same = dumps(read(run.payload)) == run.snapshot
+                except TypeError:
+                    same = _changed_in_place(run) is None
+                if same:
+                    records.append(record(name, hook, passed, duration))
+                    continue
             if self._settle(entry, (result, None, False, duration), run):
                 break
+            read = run.tracked.read if run.tracked is not None else None
         return run.result()
 
     # ------------------------------------------------------------------
@@ -595,15 +608,6 @@ def _inline_chain(chain: tuple[_Step, ...]) -> tuple[_Entry, ...] | None:
         return None
     entries = tuple(step[0] for step in chain)
     return None if any(entry.is_async or entry.in_thread for entry in entries) else entries
-
-
-def _same(run: _Run) -> bool:
-    """Whether the payload's containers still encode as the snapshot (the hot path of the in-place check)."""
-    assert run.tracked is not None
-    try:
-        return bool(_dumps(run.tracked.read(run.payload)) == run.snapshot)
-    except TypeError:
-        return _changed_in_place(run) is None
 
 
 def _applies(entry: _Entry, run: _Run) -> bool:

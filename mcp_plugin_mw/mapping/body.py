@@ -41,6 +41,7 @@ _SNIFF_WINDOW = 4096
 # NULs of a C string): none of it may hide the opening bracket from us.
 _IGNORABLE = "\ufeff\x00"
 _UTF8 = "utf-8"
+_UTF8_ONLY = [_UTF8]
 
 
 @dataclasses.dataclass(slots=True)
@@ -93,6 +94,8 @@ def _detected(prefix: bytes) -> str:
 
 
 def _readings(prefix: bytes, declared: list[str]) -> list[str]:
+    if not declared and prefix[:1] in _OPENING_BYTES and prefix[1:2] != b"\x00":
+        return _UTF8_ONLY  # what json.detect_encoding says of such a start
     detected = _detected(prefix)
     # utf-8-sig and utf-8 read a body the same way once the BOM is skipped.
     readings = [detected]

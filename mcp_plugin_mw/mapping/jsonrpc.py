@@ -246,7 +246,8 @@ def pre_call(message: Any, active: Container[HookType]) -> tuple[HookType, HookT
         uri = params.get("uri")
         if not isinstance(uri, str):
             return None
-        payload = ResourcePreFetchPayload(uri=uri, metadata={k: v for k, v in params.items() if k != "uri"})
+        metadata = {k: v for k, v in params.items() if k != "uri"}
+        payload = ResourcePreFetchPayload(uri=uri, metadata=metadata)
     else:
         name = params.get("name")
         if not isinstance(name, str) or not isinstance(arguments, dict):

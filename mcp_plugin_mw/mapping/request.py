@@ -323,12 +323,15 @@ def _names_no_watched_method(active: frozenset[HookType], declared: list[str] | 
     then every spelling a lenient app accepts holds the method's first
     segment in ASCII, in some case.
     """
+    stems = _stems(active)
+    if any(stem in body for stem in stems):
+        return False  # the common case of a watched call, told without lower()
     if b"\\" in body or b"\x00" in body:
         return False
     if body[:1] not in (b"{", b"[") or (declared or [_UTF8]) != [_UTF8]:
         return False
     lowered = body.lower()
-    return not any(stem in lowered for stem in _stems(active))
+    return not any(stem in lowered for stem in stems)
 
 
 @functools.cache
