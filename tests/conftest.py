@@ -99,5 +99,8 @@ def call(request: pytest.FixtureRequest) -> Call:
     return call
 
 
+# The lenient app and the middlewares denying one tool, for the property and fuzz tests.
+from tests.fail_closed_plugins import deny_asgi, deny_wsgi, lenient, loop  # noqa: E402, F401
+
 # A real Redis server for the rate limiter tests.
 from tests.redis_fixture import redis_server, redis_url  # noqa: E402, F401

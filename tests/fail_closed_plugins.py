@@ -24,6 +24,9 @@ from collections.abc import Iterable, Iterator, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
+import pytest
+
+import mcp_plugin_mw as mw
 from mcp_plugin_mw import (
     HookType,
     Plugin,
@@ -289,3 +292,47 @@ __all__ = [
     "lenient_parse",
     "normalise_method",
 ]
+
+
+# ----------------------------------------------------------------------
+# Fixtures shared by the property and fuzz tests (import them by name)
+# ----------------------------------------------------------------------
+
+DENY_CONFIG = {"plugins": [{"name": "deny", "kind": "tests.fail_closed_plugins.DenyDelete"}]}
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for a module's in-process ASGI calls."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def lenient() -> LenientApp:
+    return LenientApp()
+
+
+def asgi_behind(app: Any, config: Any, loop: asyncio.AbstractEventLoop) -> Iterator[mw.PluginMiddleware]:
+    """``app`` behind PluginMiddleware with ``config``; its manager closed afterwards."""
+    middleware = mw.PluginMiddleware(app, config=config)
+    yield middleware
+    loop.run_until_complete(middleware.manager.aclose())
+
+
+def wsgi_behind(app: Any, config: Any) -> Iterator[mw.WSGIPluginMiddleware]:
+    """``app`` behind WSGIPluginMiddleware with ``config``; its manager closed afterwards."""
+    middleware = mw.WSGIPluginMiddleware(app, config=config)
+    yield middleware
+    middleware.manager.close()
+
+
+@pytest.fixture(scope="module")
+def deny_asgi(lenient: LenientApp, loop: asyncio.AbstractEventLoop) -> Iterator[mw.PluginMiddleware]:
+    yield from asgi_behind(lenient, DENY_CONFIG, loop)
+
+
+@pytest.fixture(scope="module")
+def deny_wsgi(lenient: LenientApp) -> Iterator[mw.WSGIPluginMiddleware]:
+    yield from wsgi_behind(lenient.wsgi, DENY_CONFIG)

@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import mcp_plugin_mw as mw
-from tests.fail_closed_plugins import ALLOWED_TOOL, DENIED_TOOL, LenientApp, ScriptedApp
+from tests.fail_closed_plugins import ALLOWED_TOOL, DENIED_TOOL, LenientApp, ScriptedApp, asgi_behind, wsgi_behind
 from tests.fail_closed_wire import (
     ENCODINGS,
     JSONISH_TYPES,
@@ -70,7 +70,6 @@ from tests.fail_closed_wire import (
 
 pytestmark = pytest.mark.timeout(300)
 
-DENY_CONFIG = {"plugins": [{"name": "deny", "kind": "tests.fail_closed_plugins.DenyDelete"}]}
 NOOP_CONFIG = {
     "plugins": [
         {"name": "noop", "kind": "tests.fail_closed_plugins.NoopEverywhere"},
@@ -205,32 +204,6 @@ def denied_requests(draw: st.DrawFn) -> Sent:
 # ----------------------------------------------------------------------
 # Fixtures
 # ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
-def lenient() -> LenientApp:
-    return LenientApp()
-
-
-@pytest.fixture(scope="module")
-def deny_asgi(lenient: LenientApp, loop: asyncio.AbstractEventLoop) -> Iterator[mw.PluginMiddleware]:
-    middleware = mw.PluginMiddleware(lenient, config=DENY_CONFIG)
-    yield middleware
-    loop.run_until_complete(middleware.manager.aclose())
-
-
-@pytest.fixture(scope="module")
-def deny_wsgi(lenient: LenientApp) -> Iterator[mw.WSGIPluginMiddleware]:
-    middleware = mw.WSGIPluginMiddleware(lenient.wsgi, config=DENY_CONFIG)
-    yield middleware
-    middleware.manager.close()
 
 
 def send_asgi(app: Any, loop: asyncio.AbstractEventLoop, sent: Sent) -> Any:
@@ -436,16 +409,12 @@ def scripted() -> ScriptedApp:
 
 @pytest.fixture(scope="module")
 def noop_asgi(scripted: ScriptedApp, loop: asyncio.AbstractEventLoop) -> Iterator[mw.PluginMiddleware]:
-    middleware = mw.PluginMiddleware(scripted, config=NOOP_CONFIG)
-    yield middleware
-    loop.run_until_complete(middleware.manager.aclose())
+    yield from asgi_behind(scripted, NOOP_CONFIG, loop)
 
 
 @pytest.fixture(scope="module")
 def noop_wsgi(scripted: ScriptedApp) -> Iterator[mw.WSGIPluginMiddleware]:
-    middleware = mw.WSGIPluginMiddleware(scripted.wsgi, config=NOOP_CONFIG)
-    yield middleware
-    middleware.manager.close()
+    yield from wsgi_behind(scripted.wsgi, NOOP_CONFIG)
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> list[str]:

@@ -73,7 +73,6 @@ FUZZ = settings(
     suppress_health_check=list(HealthCheck),
 )
 
-DENY_CONFIG = {"plugins": [{"name": "deny", "kind": "tests.fail_closed_plugins.DenyDelete"}]}
 
 # ----------------------------------------------------------------------
 # The case: one request, as the mutations leave it
@@ -457,32 +456,6 @@ def combined(draw: st.DrawFn) -> Case:
 # ----------------------------------------------------------------------
 # Sending a case
 # ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
-def lenient() -> LenientApp:
-    return LenientApp()
-
-
-@pytest.fixture(scope="module")
-def deny_asgi(lenient: LenientApp, loop: asyncio.AbstractEventLoop) -> Iterator[mw.PluginMiddleware]:
-    middleware = mw.PluginMiddleware(lenient, config=DENY_CONFIG)
-    yield middleware
-    loop.run_until_complete(middleware.manager.aclose())
-
-
-@pytest.fixture(scope="module")
-def deny_wsgi(lenient: LenientApp) -> Iterator[mw.WSGIPluginMiddleware]:
-    middleware = mw.WSGIPluginMiddleware(lenient.wsgi, config=DENY_CONFIG)
-    yield middleware
-    middleware.manager.close()
 
 
 def send(transport: str, app: Any, case: Case, loop: asyncio.AbstractEventLoop) -> Response:
