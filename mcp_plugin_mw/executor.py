@@ -310,9 +310,8 @@ class Executor:
         if self._needs_loop[hook]:
             if _threads.in_background_loop():
                 raise RuntimeError("invoke_sync() called from the background loop; use 'await invoke()'")
-            return asyncio.run_coroutine_threadsafe(
-                self.run(hook, payload, context), _threads.background_loop()
-            ).result()
+            # One hop there and back, one loop iteration: see _threads.run_in_background.
+            return _threads.run_in_background(self.run(hook, payload, context))
         inline = self._inline[hook]
         if inline is not None:
             return self._run_inline(inline, _Run(hook, payload, context).track())
