@@ -257,18 +257,47 @@ class ResponseSide:
     # Event streams
     # ------------------------------------------------------------------
 
+    def passes_chunk(self, chunk: bytes) -> bool:
+        """Whether one chunk of an event stream goes on as it came, unparsed.
+
+        True for whole events that no response hook needs (the usual
+        progress notification); the parser is then left as it was, so a
+        middleware may send such a chunk without :meth:`on_stream_chunk`.
+        """
+        sse = self.sse
+        assert sse is not None
+        return (
+            not self.overflowed
+            and (not (self.calls.pending or self.resumed) or _answers_nothing(chunk))
+            and sse.skip_blocks(chunk)
+        )
+
     def on_stream_chunk(self, chunk: bytes) -> Steps:
         """Transform one chunk of an event stream; returns the bytes to send now."""
-        assert self.sse is not None
+        if self.passes_chunk(chunk):
+            return chunk
+        sse = self.sse
+        assert sse is not None
         if self.overflowed:
             return b""
+        calls = self.calls
         try:
-            events = self.sse.feed(chunk)
+            events = sse.feed(chunk)
         except SSEEventTooLarge:
             return self._overflow()
+        if len(events) == 1:
+            event = events[0]
+            if not (calls.pending or self.resumed) or _answers_nothing(event.raw):
+                return event.raw
+            return (yield from self._on_event(event))
         out: list[bytes] = []
         for event in events:
-            out.append((yield from self._on_event(event)))
+            # Whether anything is watched is asked per event: a result may
+            # have answered the last pending call.
+            if not (calls.pending or self.resumed) or _answers_nothing(event.raw):
+                out.append(event.raw)
+            else:
+                out.append((yield from self._on_event(event)))
         return b"".join(out)
 
     def _overflow(self) -> bytes:
@@ -289,7 +318,9 @@ class ResponseSide:
 
     def _on_event(self, event: SSEEvent) -> Steps:
         watching = bool(self.calls.pending or self.resumed)
-        if not event.complete and watching:
+        if not watching or _answers_nothing(event.raw):
+            return event.raw
+        if not event.complete:
             # Some clients still dispatch an unterminated last event: httpx2,
             # which the SDK client reads with, does when it ends in a lone CR.
             # Inspect it as if it were terminated; untouched, it goes as it came.
@@ -299,9 +330,11 @@ class ResponseSide:
                 pieces.append((yield from self._on_event(part)) if part.complete else part.raw)
             joined = b"".join(pieces)
             return event.raw if joined == event.raw + b"\n\n" else joined
-        if not watching or not event.has_data or not event.complete:
+        if not event.has_data:
             return event.raw
-        message = jsonrpc.decode(event.data.encode())
+        # The data's own bytes where they are valid UTF-8: no decode to text
+        # and encode back before the JSON parser reads them.
+        message = jsonrpc.decode(event.data_bytes)
         if isinstance(message, list):
             # MCP 2025-03-26 lets the responses on a stream be batched.
             changed = False
@@ -310,13 +343,48 @@ class ResponseSide:
                 updated = yield from self._on_rpc_message(member)
                 changed = changed or updated is not None
                 out.append(member if updated is None else updated)
-            return reencode(event, jsonrpc.encode(out).decode()) if changed else event.raw
+            return reencode(event, jsonrpc.encode(out)) if changed else event.raw
         if not isinstance(message, dict):
             return event.raw
         updated = yield from self._on_rpc_message(message)
         if updated is None:
             return event.raw
-        return reencode(event, jsonrpc.encode(updated).decode())
+        return reencode(event, jsonrpc.encode(updated))
+
+
+def _answers_nothing(raw: bytes) -> bool:
+    """Whether the bytes of events provably carry no response with a result or an error.
+
+    Such events need not be parsed at all: whatever they hold (progress
+    notifications, requests of the server's own, pings, anything not JSON)
+    goes out as it came, as :meth:`ResponseSide._on_rpc_message` would send
+    it. The reasoning, every step of which must hold for that to be safe:
+
+    * Only a message that has a ``"result"`` or an ``"error"`` member, at the
+      top level or as a member of a batch, is ever inspected, answered for or
+      replaced; every other event goes out as it came.
+    * The data is read from these bytes: a data value is a run of them, the
+      values of several ``data`` lines are joined with LF, and decoding as
+      UTF-8 with replacement keeps every ASCII byte and makes none (an invalid
+      sequence becomes U+FFFD, non-ASCII bytes). Neither key spelled
+      literally can span two data lines: it holds no LF.
+    * With no NUL byte in the data, :func:`jsonrpc.decode` reads it as UTF-8
+      (orjson accepts only that; :func:`json.detect_encoding` picks UTF-16 or
+      UTF-32 only from a NUL among the first bytes, as its BOMs are not valid
+      UTF-8 and were replaced), maybe after a UTF-8 BOM. So do clients.
+    * In UTF-8 JSON, a member name is a string: ``"result"`` appears as those
+      eight bytes unless a character of it is escaped, which takes a
+      backslash; likewise ``"error"``. Extra whitespace, another key order, a
+      batch or a split over several lines do not change that.
+
+    So: no backslash, no NUL and neither quoted name anywhere in the bytes
+    means nothing in them is inspected. Anything else (a result, a message
+    that merely mentions "result" in quotes, an escaped string) is parsed.
+    Requiring the data to start with ``{`` as well would add nothing: what
+    it would rule out (another encoding, a batch) is ruled out or covered
+    above. The same holds for the bytes of several events at once.
+    """
+    return raw.find(b'"result"') < 0 and raw.find(b'"error"') < 0 and raw.find(b"\\") < 0 and raw.find(b"\0") < 0
 
 
 def _events(messages: list[dict[str, Any]]) -> bytes:

@@ -12,7 +12,9 @@ and including a blank line) and parses each block the way the WHATWG HTML
 Every block keeps its exact original bytes in :attr:`SSEEvent.raw`, so the
 concatenation of all ``raw`` values equals the input: events and comments that
 no plugin touches go out byte for byte, and nothing is buffered beyond the
-block being assembled.
+block being assembled. A block's fields are parsed only when first read, and
+:meth:`SSEParser.skip_blocks` takes a chunk of whole blocks without even
+cutting it up, for a caller that can tell from its bytes that it needs none.
 
 Scanning uses only single-byte ``find`` calls (``memchr`` in CPython), which
 are more than an order of magnitude faster than searching for the two-byte
@@ -40,6 +42,8 @@ _BOM: Final = b"\xef\xbb\xbf"
 _LF: Final = 0x0A
 _COLON: Final = 0x3A
 _LINE_ENDS: Final = (b"\r\n", b"\n", b"\r")
+# How a chunk that ends a block ends: a line end after an LF or a lone CR.
+_BLOCK_ENDS: Final = (b"\n\n", b"\n\r\n", b"\r\r\n")
 
 # BOM detection states: the BOM is only meaningful at the very start of a
 # stream, and its three bytes may arrive in separate chunks.
@@ -65,18 +69,25 @@ class SSEEvent:
     ``complete`` is false only for a trailing unterminated block returned by
     :meth:`SSEParser.flush`; such a block is not parsed (a browser discards
     it) and must be passed through as is.
+
+    The parser only finds where a block ends; its fields are parsed the first
+    time one is read, so a block that is passed on by its bytes alone (the
+    usual fate of a progress notification) is never parsed.
     """
 
     __slots__ = (
         "_body_start",
+        "_comment_only",
+        "_data",
+        "_data_raw",
+        "_event",
         "_has_data",
+        "_id",
+        "_lines",
+        "_parsed",
+        "_retry",
         "complete",
-        "data",
-        "event",
-        "id",
-        "is_comment_only",
         "raw",
-        "retry",
     )
 
     def __init__(
@@ -93,16 +104,134 @@ class SSEEvent:
         body_start: int = 0,
     ) -> None:
         self.raw = raw
-        self.event = event
-        self.data = data
-        self.id = id
-        self.retry = retry
-        self.is_comment_only = is_comment_only
         self.complete = complete
-        self._has_data = has_data
         # 3 when ``raw`` begins with the stream's byte order mark, which is
         # not part of the first line; reencode() needs to know.
         self._body_start = body_start
+        self._parsed = True
+        self._event = event
+        self._data: str | None = data
+        # The data lines' own bytes joined with LF, when known (see data_bytes).
+        self._data_raw: bytes | None = None
+        self._id = id
+        self._retry = retry
+        self._comment_only = is_comment_only
+        self._has_data = has_data
+        # (start, end, next) of every line, the blank one last, once scanned.
+        self._lines: list[tuple[int, int, int]] | None = None
+
+    def _parse(self) -> None:
+        """Parse the fields of a complete block (see :func:`_block`)."""
+        raw = self.raw
+        lines = self._lines
+        if lines is None:
+            lines = self._lines = _line_spans(raw, self._body_start)
+        event: str | None = None
+        ident: str | None = None
+        retry: int | None = None
+        data: list[tuple[int, int]] = []
+        comment_only = len(lines) > 1
+        # The last line is the blank one that ends the block.
+        for start, end, _ in lines[:-1]:
+            colon = raw.find(b":", start, end)
+            if colon == start:
+                continue  # a comment
+            comment_only = False
+            if colon < 0:
+                # A line without a colon is a field name with an empty value.
+                name = raw[start:end]
+                vstart = end
+            else:
+                name = raw[start:colon]
+                vstart = colon + 1
+                if vstart < end and raw[vstart] == 0x20:  # one space is optional
+                    vstart += 1
+            if name == b"data":
+                data.append((vstart, end))
+            elif name == b"event":
+                event = _decode(raw, vstart, end)
+            elif name == b"id":
+                value = _decode(raw, vstart, end)
+                if "\0" not in value:
+                    ident = value
+            elif name == b"retry":
+                digits = raw[vstart:end]
+                # bytes.isdigit() is ASCII-only, which is what the spec asks for.
+                if digits.isdigit():
+                    retry = int(digits)
+            # Any other field is ignored, as the spec says.
+        self._event = event
+        self._id = ident
+        self._retry = retry
+        self._comment_only = comment_only
+        self._has_data = bool(data)
+        if len(data) == 1:
+            self._data_raw = raw[data[0][0] : data[0][1]]
+        else:
+            self._data_raw = b"\n".join([raw[start:end] for start, end in data])
+        self._data = None
+        self._parsed = True
+
+    @property
+    def event(self) -> str | None:
+        """The ``event`` field (the event type), or None."""
+        if not self._parsed:
+            self._parse()
+        return self._event
+
+    @property
+    def data(self) -> str:
+        """The data lines joined with ``"\\n"``, decoded as UTF-8 with replacement."""
+        if not self._parsed:
+            self._parse()
+        text = self._data
+        if text is None:
+            assert self._data_raw is not None
+            # The spec decodes the stream as UTF-8 with replacement. Lines
+            # split on ASCII bytes, and an invalid sequence never takes in an
+            # ASCII byte, so decoding the joined values gives the same text as
+            # decoding each alone.
+            text = self._data = self._data_raw.decode("utf-8", "replace")
+        return text
+
+    @property
+    def data_bytes(self) -> bytes:
+        """``data`` encoded as UTF-8: ``data.encode()``, but without decoding
+        and encoding again values whose bytes are valid UTF-8 already."""
+        if not self._parsed:
+            self._parse()
+        value = self._data_raw
+        if value is None:
+            return self.data.encode()
+        if not value.isascii():
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                # Replacement characters stand for the invalid bytes.
+                return self.data.encode()
+            self._data = text
+        return value
+
+    @property
+    def id(self) -> str | None:
+        """The ``id`` field, or None (also when it contains NUL)."""
+        if not self._parsed:
+            self._parse()
+        return self._id
+
+    @property
+    def retry(self) -> int | None:
+        """The ``retry`` field when it is all ASCII digits, or None."""
+        if not self._parsed:
+            self._parse()
+        return self._retry
+
+    @property
+    def is_comment_only(self) -> bool:
+        """True if the block has lines and every one is a comment."""
+        if not self._parsed:
+            self._parse()
+        return self._comment_only
 
     @property
     def has_data(self) -> bool:
@@ -111,6 +240,8 @@ class SSEEvent:
         Only such blocks are dispatched as events by a browser; ``data`` may
         still be empty (a bare ``data:`` line).
         """
+        if not self._parsed:
+            self._parse()
         return self._has_data
 
     def _key(self) -> tuple[object, ...]:
@@ -122,7 +253,7 @@ class SSEEvent:
             self.retry,
             self.is_comment_only,
             self.complete,
-            self._has_data,
+            self.has_data,
             self._body_start,
         )
 
@@ -137,8 +268,22 @@ class SSEEvent:
         return (
             f"SSEEvent(raw={self.raw!r}, event={self.event!r}, data={self.data!r}, "
             f"id={self.id!r}, retry={self.retry!r}, "
-            f"is_comment_only={self.is_comment_only!r}, has_data={self._has_data!r}, complete={self.complete!r})"
+            f"is_comment_only={self.is_comment_only!r}, has_data={self.has_data!r}, complete={self.complete!r})"
         )
+
+
+_new = object.__new__
+
+
+def _block(raw: bytes, body_start: int) -> SSEEvent:
+    """The event for a complete block, its fields parsed when first read."""
+    event: SSEEvent = _new(SSEEvent)
+    event.raw = raw
+    event.complete = True
+    event._body_start = body_start
+    event._parsed = False
+    event._lines = None
+    return event
 
 
 def _decode(raw: bytes, start: int, end: int) -> str:
@@ -151,53 +296,6 @@ def _decode(raw: bytes, start: int, end: int) -> str:
     return str(memoryview(raw)[start:end], "utf-8", "replace")
 
 
-def _parse_block(raw: bytes, spans: list[tuple[int, int]], body_start: int) -> SSEEvent:
-    """Build the event for a complete block from its non-blank line spans."""
-    event: str | None = None
-    ident: str | None = None
-    retry: int | None = None
-    data_parts: list[str] = []
-    comment_only = bool(spans)
-    for start, end in spans:
-        colon = raw.find(b":", start, end)
-        if colon == start:
-            continue  # a comment
-        comment_only = False
-        if colon < 0:
-            # A line without a colon is a field name with an empty value.
-            name = raw[start:end]
-            vstart = end
-        else:
-            name = raw[start:colon]
-            vstart = colon + 1
-            if vstart < end and raw[vstart] == 0x20:  # one space is optional
-                vstart += 1
-        if name == b"data":
-            data_parts.append(_decode(raw, vstart, end))
-        elif name == b"event":
-            event = _decode(raw, vstart, end)
-        elif name == b"id":
-            value = _decode(raw, vstart, end)
-            if "\0" not in value:
-                ident = value
-        elif name == b"retry":
-            digits = raw[vstart:end]
-            # bytes.isdigit() is ASCII-only, which is what the spec asks for.
-            if digits.isdigit():
-                retry = int(digits)
-        # Any other field is ignored, as the spec says.
-    return SSEEvent(
-        raw,
-        event=event,
-        data="\n".join(data_parts),
-        id=ident,
-        retry=retry,
-        is_comment_only=comment_only,
-        has_data=bool(data_parts),
-        body_start=body_start,
-    )
-
-
 class SSEParser:
     """Incremental parser: feed bytes as they arrive, get complete events.
 
@@ -206,7 +304,7 @@ class SSEParser:
     :class:`SSEEventTooLarge` its state is undefined: discard it.
     """
 
-    __slots__ = ("_bom", "_buf", "_cr", "_lf", "_limit", "_pos", "_skip", "_spans")
+    __slots__ = ("_bom", "_buf", "_cr", "_lf", "_limit", "_pos", "_skip")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         if max_event_bytes <= 0:
@@ -223,10 +321,6 @@ class SSEParser:
         # ``_buf``; kept between calls so no byte is searched twice.
         self._lf = -1
         self._cr = -1
-        # (start, end) of the non-blank lines of the pending block, relative
-        # to the block start, collected while scanning so the block parser
-        # does not have to find the line ends again.
-        self._spans: list[tuple[int, int]] = []
         self._bom = _BOM_UNDECIDED
         # Length of the byte order mark that opens the next block: 3 for the
         # first block of a stream that starts with one, else 0.
@@ -241,7 +335,31 @@ class SSEParser:
         """Add ``chunk`` and return the events it completes, in order."""
         if not chunk:
             return []
-        return self._scan(chunk, final=False)
+        if self._buf or self._bom != _BOM_DONE or chunk.find(b"\r") >= 0:
+            return self._scan(chunk, final=False)
+        # The usual chunk: it starts a block (nothing is held, so the saved
+        # line-end positions are unset and no BOM is pending) and its lines
+        # all end in LF, so a blank line is an LF right at a line start.
+        events: list[SSEEvent] = []
+        limit = self._limit
+        block = pos = 0
+        lf = chunk.find(b"\n")
+        while lf >= 0:
+            if lf == pos:
+                nxt = lf + 1
+                if nxt - block > limit:
+                    raise SSEEventTooLarge(nxt - block, limit)
+                events.append(_block(chunk if block == 0 and nxt == len(chunk) else chunk[block:nxt], 0))
+                block = nxt
+            pos = lf + 1
+            lf = chunk.find(b"\n", pos)
+        n = len(chunk)
+        if block < n:
+            if n - block > limit:
+                raise SSEEventTooLarge(n - block, limit)
+            self._buf = bytearray(memoryview(chunk)[block:])
+            self._pos = pos - block
+        return events
 
     def flush(self) -> list[SSEEvent]:
         """End the stream: return remaining events, then any unterminated rest.
@@ -254,6 +372,28 @@ class SSEParser:
             events.append(SSEEvent(bytes(self._buf), complete=False))
         self._reset()
         return events
+
+    def skip_blocks(self, chunk: bytes) -> bool:
+        """Take ``chunk`` unparsed if it is whole blocks; True if it was taken.
+
+        That is the case when the parser holds nothing (so ``chunk`` starts a
+        block) and ``chunk`` ends with a blank line (so it ends one), and is
+        how a caller that can tell from the bytes alone that no event in the
+        chunk concerns it sends the chunk on as it came. Otherwise nothing is
+        taken: :meth:`feed` the chunk instead.
+        """
+        # The last byte must be an LF: a CR there may be the first half of a
+        # CRLF whose LF comes in the next chunk. Before that line end (LF or
+        # CRLF), an LF or a CR (which, followed by a CR or an LF, is a line
+        # end of its own) means the line it ends is blank; so does the start
+        # of the chunk, a block start. A blank line ends a block. The limit
+        # applies per block, so a chunk within it has no block beyond it.
+        return (
+            not self._buf
+            and self._bom == _BOM_DONE
+            and (chunk.endswith(_BLOCK_ENDS) or chunk == b"\n" or chunk == b"\r\n")
+            and len(chunk) <= self._limit
+        )
 
     def _scan(self, chunk: bytes, final: bool) -> list[SSEEvent]:
         buf: bytes | bytearray
@@ -284,7 +424,6 @@ class SSEParser:
         # Refresh "none found" answers for the bytes that just arrived only.
         lf = self._lf if self._lf >= 0 else buf.find(b"\n", old_len)
         cr = self._cr if self._cr >= 0 else buf.find(b"\r", old_len)
-        spans = self._spans
         limit = self._limit
         events: list[SSEEvent] = []
         block = 0
@@ -308,9 +447,7 @@ class SSEParser:
                 nxt = lf + 1
             else:
                 break
-            if end != pos:
-                spans.append((pos - block, end - block))
-            else:
+            if end == pos:
                 # Blank line: the block is complete.
                 if nxt - block > limit:
                     raise SSEEventTooLarge(nxt - block, limit)
@@ -321,9 +458,8 @@ class SSEParser:
                     # extra copy and is many times slower on large blocks.
                     with memoryview(buf) as view:
                         raw = bytes(view[block:nxt])
-                events.append(_parse_block(raw, spans, self._skip))
+                events.append(_block(raw, self._skip))
                 self._skip = 0
-                spans = self._spans = []
                 block = nxt
             pos = nxt
 
@@ -345,16 +481,16 @@ class SSEParser:
         self._pos = pos - block
 
 
-def _split_data(data: str) -> list[bytes]:
+def _split_data(data: str | bytes) -> list[bytes]:
     # A data line cannot hold CR or LF, so any of the three line ends in the
     # value starts a new data line (the parser gives them back as "\n").
-    encoded = data.encode("utf-8")
+    encoded = data if isinstance(data, bytes) else data.encode("utf-8")
     if b"\r" in encoded:
         encoded = encoded.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return encoded.split(b"\n")
 
 
-def _data_lines(data: str, line_end: bytes) -> bytes:
+def _data_lines(data: str | bytes, line_end: bytes) -> bytes:
     return b"".join(b"data: " + line + line_end for line in _split_data(data))
 
 
@@ -423,8 +559,11 @@ def _is_data_line(raw: bytes, start: int, end: int) -> bool:
     return end == start + 4 or raw[start + 4] == _COLON
 
 
-def reencode(original: SSEEvent, new_data: str) -> bytes:
+def reencode(original: SSEEvent, new_data: str | bytes) -> bytes:
     """Return ``original`` with its data replaced by ``new_data``.
+
+    ``new_data`` may be given as text or as its UTF-8 bytes (which are then
+    used as they are: an encoder's output need not be decoded to be written).
 
     Every other line (``event``, ``id``, ``retry``, comments, unknown fields)
     and every line end is kept byte for byte and in order. The new ``data``
@@ -436,7 +575,10 @@ def reencode(original: SSEEvent, new_data: str) -> bytes:
         raise ValueError("cannot re-encode an unterminated SSE block")
     raw = original.raw
     start = original._body_start
-    lines = _line_spans(raw, start)
+    lines = original._lines
+    if lines is None:
+        # Lines that parsing the block found are not searched for again.
+        lines = original._lines = _line_spans(raw, start)
     blank = len(lines) - 1
     skip = {i for i, (b, e, _) in enumerate(lines[:blank]) if _is_data_line(raw, b, e)}
     # At the last data line (or the blank line), the bytes that follow the
