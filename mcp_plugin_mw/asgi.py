@@ -202,6 +202,9 @@ class _Responder:
             body: bytes = message.get("body", b"")
             more = message.get("more_body", False)
             if self.mode is ResponseMode.STREAM:
+                if more and body and self.response.passes_chunk(body):
+                    await self.send(message)  # whole events no hook needs, as they came
+                    return
                 await self._stream(body, more)
             else:
                 await self._buffer(body, more)

@@ -161,6 +161,9 @@ class _Response:
                 yield self.response.replacement.body
                 return
             elif self.mode is ResponseMode.STREAM:
+                if piece and self.response.passes_chunk(piece):
+                    yield piece  # whole events no hook needs, as they came
+                    continue
                 # Even when the chunk only began an event, yield (b""): PEP 3333
                 # forbids holding the server's iteration for more app output.
                 yield self._stream_chunk(piece)
