@@ -43,6 +43,7 @@ __all__ = [
     "compile_user_pattern",
     "compile_vetted_pattern",
     "compile_vetted_patterns",
+    "expander",
     "glob_to_regex",
     "parse_template",
     "template_function",
@@ -134,7 +135,7 @@ class UserMatch:
 
     def expand(self, template: str) -> str:
         """``template`` with its group references filled in, as :meth:`re.Match.expand`."""
-        return _expander(tuple(parse_template(template, self.re)))(self)
+        return expander(tuple(parse_template(template, self.re)))(self)
 
     def __repr__(self) -> str:
         return f"<UserMatch span={self.span()} match={self.group()!r}>"
@@ -191,7 +192,7 @@ class UserPattern:
 
         A string ``repl`` is a template read by :func:`parse_template`.
         """
-        function = _expander(tuple(parse_template(repl, self))) if isinstance(repl, str) else repl
+        function = expander(tuple(parse_template(repl, self))) if isinstance(repl, str) else repl
         pieces: list[str] = []
         position = done = 0
         for found in self.finditer(text):
@@ -484,7 +485,8 @@ def _parse_template(template: str, groups: int, names: tuple[tuple[str, int], ..
     return tuple(pieces)
 
 
-def _expander(pieces: tuple[str | int, ...]) -> Callable[[UserMatch], str]:
+def expander(pieces: tuple[str | int, ...]) -> Callable[[UserMatch], str]:
+    """A replacement function joining literal ``pieces`` and the groups they number."""
     if not pieces:
         return lambda found: ""
     if len(pieces) == 1 and isinstance(pieces[0], str):
@@ -502,4 +504,4 @@ def template_function(template: str, pattern: UserPattern) -> Callable[[UserMatc
 
     :raises ValueError: as :func:`parse_template`.
     """
-    return _expander(tuple(parse_template(template, pattern)))
+    return expander(tuple(parse_template(template, pattern)))

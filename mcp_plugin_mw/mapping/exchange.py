@@ -52,7 +52,7 @@ class Exchange:
         self.context = _context(manager, request)
         calls = Calls()
         self.request = RequestSide(self.settings, active, request, self.context, calls)
-        self.response = ResponseSide(self.settings, active, request, self.context, calls, self.request)
+        self.response = ResponseSide(self.request)
 
     @staticmethod
     def wants(manager: PluginManager) -> bool:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import codecs
 from typing import Any
 
-from ..models import GlobalContext, HookType, HttpPostRequestPayload, PluginSettings
+from ..models import HookType, HttpPostRequestPayload
 from . import jsonrpc
 from .http import Headers, header, media_type, problem, replace_header, rpc_reply
 from .request import RequestSide
 from .sse import SSEEvent, SSEEventTooLarge, SSEParser, encode_event, reencode
-from .state import Calls, Reply, Request, ResponseMode, Steps, failure
+from .state import Reply, ResponseMode, Steps, failure
 
 __all__ = ["ResponseSide"]
 
@@ -44,28 +44,17 @@ _UNMATCHED: Any = object()
 class ResponseSide:
     """The response hooks of one exchange.
 
-    :param settings: the manager's ``plugin_settings``.
-    :param active: the hooks that have plugins.
-    :param request: the request line and headers.
-    :param context: the context the hooks run with.
-    :param calls: the mapped calls the request side left.
-    :param requests: the request side, for answers in the request's terms.
+    :param requests: the request side of the same exchange: its settings,
+        hooks, request and context, the calls it mapped, and its answers in
+        the request's terms.
     """
 
-    def __init__(
-        self,
-        settings: PluginSettings,
-        active: frozenset[HookType],
-        request: Request,
-        context: GlobalContext,
-        calls: Calls,
-        requests: RequestSide,
-    ) -> None:
-        self.settings = settings
-        self.active = active
-        self.request = request
-        self.context = context
-        self.calls = calls
+    def __init__(self, requests: RequestSide) -> None:
+        self.settings = requests.settings
+        self.active = requests.active
+        self.request = requests.request
+        self.context = requests.context
+        self.calls = requests.calls
         self.requests = requests
         self.sse: SSEParser | None = None
         self.replacement: Reply | None = None

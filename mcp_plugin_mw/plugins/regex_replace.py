@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from .._regex import UserPattern, compile_user_pattern
+from .._regex import UserPattern, compile_user_pattern, expander
 from ..models import PluginConfig, PluginViolation
 from ._base import Findings, TextFilterPlugin, config_error, counted
 from ._config import Settings, parse_config
@@ -128,19 +128,6 @@ def _template(replace: str, compiled: Any) -> list[str | int]:
     return merged
 
 
-def _replacer(pieces: list[str | int]) -> Any:
-    if not pieces:
-        return lambda match: ""
-    if len(pieces) == 1 and isinstance(pieces[0], str):
-        literal = pieces[0]
-        return lambda match: literal
-
-    def expand(match: Any) -> str:
-        return "".join(piece if isinstance(piece, str) else (match.group(piece) or "") for piece in pieces)
-
-    return expand
-
-
 # --------------------------------------------------------------------------
 # The plugin
 # --------------------------------------------------------------------------
@@ -163,7 +150,7 @@ class RegexReplacePlugin(TextFilterPlugin):
                 problems.append((f"rules[{index}].search", str(exc)))
                 continue
             try:
-                replacer = _replacer(_template(rule.replace, compiled))
+                replacer = expander(tuple(_template(rule.replace, compiled)))
             except ValueError as exc:
                 problems.append((f"rules[{index}].replace", str(exc)))
                 continue
