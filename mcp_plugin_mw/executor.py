@@ -335,15 +335,25 @@ class Executor:
 
         The same rules as :meth:`_settle`, with the outcome nearly every call
         has (no opinion, nothing changed in place) settled on the spot.
+
+        On a large payload, the in-place check after a plugin that may modify
+        is put off to the next plugin that may not, to a plugin that answers,
+        or to the end: every later plugin sees such a change either way, and
+        one encoding then serves several calls. A change found so is recorded
+        on the last plugin that could have made it.
         """
         hook, context, records = run.hook, run.context, run.records
         contexts = context.plugin_contexts
         clock, passed, record = perf_counter, Outcome.PASSED, ExecutionRecord
         read = run.tracked.read if run.tracked is not None else None
         dumps = _dumps
+        deferrable = _is_large(run.snapshot)
+        deferred: list[ExecutionRecord] = []
         for entry in chain:
             if entry.conditions and not _applies(entry, run):
                 continue
+            if deferred and not entry.may_modify:
+                _settle_deferred(run, deferred)
             name = entry.name
             plugin_context = contexts.get(name)
             if plugin_context is None:
@@ -352,6 +362,7 @@ class Executor:
             try:
                 result = entry.method(run.payload, plugin_context)
             except Exception as exc:
+                _settle_deferred(run, deferred)
                 if self._settle(entry, (None, exc, False, clock() - start), run):
                     break
                 continue
@@ -360,6 +371,11 @@ class Executor:
                 if read is None:
                     records.append(record(name, hook, passed, duration))
                     continue
+                if deferrable and entry.may_modify:
+                    done = record(name, hook, passed, duration)
+                    records.append(done)
+                    deferred.append(done)
+                    continue
                 try:
                     same = dumps(read(run.payload)) == run.snapshot
                 except TypeError:
@@ -367,9 +383,12 @@ class Executor:
                 if same:
                     records.append(record(name, hook, passed, duration))
                     continue
+            _settle_deferred(run, deferred)
             if self._settle(entry, (result, None, False, duration), run):
                 break
             read = run.tracked.read if run.tracked is not None else None
+            deferrable = _is_large(run.snapshot)
+        _settle_deferred(run, deferred)
         return run.result()
 
     # ------------------------------------------------------------------
@@ -607,6 +626,28 @@ def _inline_chain(chain: tuple[_Step, ...]) -> tuple[_Entry, ...] | None:
         return None
     entries = tuple(step[0] for step in chain)
     return None if any(entry.is_async or entry.in_thread for entry in entries) else entries
+
+
+_DEFER_BYTES = 16 * 1024
+"""Payloads whose containers encode larger than this have their in-place checks batched."""
+
+
+def _is_large(snapshot: bytes | str | None) -> bool:
+    return isinstance(snapshot, bytes) and len(snapshot) > _DEFER_BYTES
+
+
+def _settle_deferred(run: _Run, deferred: list[ExecutionRecord]) -> None:
+    """Apply a change made in place by one of the plugins ``deferred`` holds the records of."""
+    if not deferred:
+        return
+    changed = _changed_in_place(run)
+    if changed is not None:
+        # Every plugin in ``deferred`` may modify: the change stands.
+        logger.debug("a plugin of %s changed the payload of %s in place", [r.plugin for r in deferred], run.hook)
+        run.snapshot = changed
+        run.modified = True
+        deferred[-1].outcome = Outcome.MODIFIED
+    deferred.clear()
 
 
 def _applies(entry: _Entry, run: _Run) -> bool:

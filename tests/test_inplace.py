@@ -429,3 +429,46 @@ def test_wsgi_headers_changed_in_place_reach_the_app() -> None:
     seen, _ = post_wsgi([entry("headers", HeaderInPlace)], call({"text": "x"}), **{"X-Card": SECRET})
     assert seen.headers[0]["X-Card"] == MASK
     assert seen.headers[0]["X-Checked"] == "yes"
+
+
+# ----------------------------------------------------------------------
+# Large payloads: in-place checks batched between plugins that may modify
+# ----------------------------------------------------------------------
+
+BULK = "x" * 40_000  # past the size at which checks are batched
+
+
+@pytest.mark.parametrize("late", ["witness-first", "redact-first"])
+def test_large_in_place_change_is_kept_and_seen_by_the_next_plugin(late: str) -> None:
+    order = [entry("redact", RedactArgs), entry("witness", Witness)]
+    if late == "witness-first":
+        order.reverse()
+    result = invoke(order, {"text": SECRET, "bulk": BULK})
+    assert result.modified_payload is not None
+    assert result.modified_payload.args["text"] == MASK
+    assert Witness.seen[-1]["text"] == (MASK if late == "redact-first" else SECRET)
+    outcomes = {record.plugin: record.outcome for record in result.records}
+    assert Outcome.MODIFIED in outcomes.values()
+
+
+def test_large_change_before_a_plugin_that_may_not_modify_is_kept_and_its_own_dropped() -> None:
+    result = invoke(
+        [entry("redact", RedactArgs), entry("vandal", Vandal, category="audit"), entry("witness", Witness)],
+        {"text": SECRET, "bulk": BULK},
+    )
+    assert result.modified_payload.args["text"] == MASK
+    assert "items" not in result.modified_payload.args
+    assert Witness.seen[-1]["text"] == MASK
+    # Audit runs last; the batched check records the change on the last
+    # content plugin before it that could have made it.
+    assert [(record.plugin, record.outcome) for record in result.records] == [
+        ("redact", Outcome.PASSED),
+        ("witness", Outcome.MODIFIED),
+        ("vandal", Outcome.MODIFICATION_DROPPED),
+    ]
+
+
+def test_large_untouched_payload_is_not_modified() -> None:
+    result = invoke([entry("witness", Witness), entry("witness2", Witness)], {"text": "x", "bulk": BULK})
+    assert result.modified_payload is None
+    assert [record.outcome for record in result.records] == [Outcome.PASSED, Outcome.PASSED]
