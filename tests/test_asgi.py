@@ -320,3 +320,21 @@ async def test_later_receive_calls_reach_the_real_receive() -> None:
     assert seen[0]["body"] == tools_call()
     assert seen[1] == {"type": "http.disconnect"}
     assert sent[0]["status"] == 204
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["ｔｏｏｌｓ/ｃａｌｌ", "TOOLS/ＣＡＬＬ", "\u1d57ools/call", "Tools//Call"],
+)
+async def test_method_spellings_a_unicode_normalising_app_reads_are_refused(method: str) -> None:
+    # An app that applies NFKC and case folding reads fullwidth letters as
+    # ASCII: the middleware refuses the message rather than pass it unmapped.
+    app = EchoApp()
+    body = orjson.dumps(
+        {"jsonrpc": "2.0", "id": 3, "method": method, "params": {"name": "echo", "arguments": {"text": "hi"}}}
+    )
+    async with client(mw.PluginMiddleware(app, config=TOOL_PRE)) as http:
+        answer = await http.post("/mcp", content=body, headers={"content-type": "application/json"})
+    assert answer.json()["error"]["code"] == -32600
+    assert answer.json()["id"] == 3
+    assert app.received == []

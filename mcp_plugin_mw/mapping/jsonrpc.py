@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import unicodedata
 from collections.abc import Container
 from typing import Any
 
@@ -170,8 +171,15 @@ def is_request(message: Any) -> bool:
 
 
 def _normalized(method: str) -> str:
-    """How a lenient app may read a method name: case, padding, NULs and doubled slashes ignored."""
+    """How a lenient app may read a method name: case, padding, NULs and doubled slashes ignored.
+
+    Compatibility forms (fullwidth letters, U+FF54 for ``t``) and case
+    folding (the long s, U+017F) count too: an app that normalises Unicode
+    reads them as ASCII.
+    """
     text = method.replace("\0", "").strip().lower()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).casefold()
     while "//" in text:
         text = text.replace("//", "/")
     return text.strip("/")

@@ -319,14 +319,16 @@ def passes_unread(
 def _names_no_watched_method(active: frozenset[HookType], declared: list[str] | None, body: bytes) -> bool:
     """Whether ``body`` provably names no method a hook watches, however spelt: nothing to parse.
 
-    Only plain UTF-8 qualifies (no escapes, no NULs, no other charset):
+    Only plain ASCII qualifies (no escapes, no NULs, no other charset):
     then every spelling a lenient app accepts holds the method's first
-    segment in ASCII, in some case.
+    segment as it is, in some case.
     """
     stems = _stems(active)
     if any(stem in body for stem in stems):
         return False  # the common case of a watched call, told without lower()
-    if b"\\" in body or b"\x00" in body:
+    if b"\\" in body or b"\x00" in body or not body.isascii():
+        # Escapes, other encodings and non-ASCII letters a lenient app may
+        # fold into ASCII (fullwidth forms, the Kelvin sign) are parsed.
         return False
     if body[:1] not in (b"{", b"[") or (declared or [_UTF8]) != [_UTF8]:
         return False
