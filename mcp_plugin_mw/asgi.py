@@ -247,10 +247,14 @@ class _Responder:
             except Exception as error:
                 logger.exception("mcp-plugin-mw failed on a response from %s", self.exchange.request.request.path)
                 reply = response.failed(error)
-            if pathsend is not None and reply.body is original and reply.headers is self.headers:
-                # Untouched: the server may still send the file its own way.
+            if reply.body is original and reply.headers is self.headers and reply.status == self.status:
+                # Untouched: the app's own start goes out, and a file the
+                # server's way.
                 await self.send(self.start)
-                await self.send(pathsend)
+                if pathsend is not None:
+                    await self.send(pathsend)
+                else:
+                    await self.send({"type": "http.response.body", "body": original, "more_body": False})
                 return
         await _send_reply(self.send, reply, self.start)
 
