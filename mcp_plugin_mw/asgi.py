@@ -29,9 +29,8 @@ from typing import Any
 from .config import ConfigSource
 from .manager import PluginManager
 from .mapping.exchange import BodyMode, Exchange, Forward, Reply, Request, ResponseMode, drive
-from .mapping.http import Headers, excluded_urls, replace_header
+from .mapping.http import HTTP_HOOK_TYPES, Headers, excluded_urls, replace_header
 from .mapping.request import passes_unread
-from .models import HookType
 
 __all__ = ["PluginMiddleware"]
 
@@ -42,8 +41,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("mcp_plugin_mw.asgi")
-
-_HTTP_HOOKS = frozenset({HookType.HTTP_PRE_REQUEST, HookType.HTTP_POST_REQUEST})
 
 
 class PluginMiddleware:
@@ -77,7 +74,7 @@ class PluginMiddleware:
             await self.app(scope, receive, send)
             return
         active = self.manager.active_hooks
-        if active.isdisjoint(_HTTP_HOOKS):
+        if active.isdisjoint(HTTP_HOOK_TYPES):
             # Most MCP traffic needs no hook: a one-message body that provably
             # names no watched method goes to the app without an exchange.
             first = await receive()
@@ -299,6 +296,8 @@ def _replay_message(message: Message, receive: Receive) -> Receive:
         if not replayed:
             replayed = True
             return message
+        # Streaming servers keep waiting here for http.disconnect: they must
+        # reach the real receive, or they spin on a finished body.
         return await receive()
 
     return replay
@@ -374,18 +373,7 @@ def _replay(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
 
     ``more`` says the body goes on: the rest comes from the real ``receive``.
     """
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": more}
-        # Streaming servers keep waiting here for http.disconnect: they must
-        # reach the real receive, or they spin on a finished body.
-        return await receive()
-
-    return replay
+    return _replay_message({"type": "http.request", "body": body, "more_body": more}, receive)
 
 
 async def _send_reply(send: Send, reply: Reply, start: Message | None = None) -> None:

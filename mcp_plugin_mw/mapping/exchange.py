@@ -24,15 +24,14 @@ import os
 from typing import Any
 
 from ..manager import PluginManager
-from ..models import GlobalContext, HookType
-from .http import header
-from .request import RPC_HOOK_TYPES, BodyMode, RequestSide
+from ..models import GlobalContext
+from . import jsonrpc
+from .http import HTTP_HOOK_TYPES, header
+from .request import BodyMode, RequestSide
 from .response import ResponseSide
 from .state import Calls, Forward, Reply, Request, ResponseMode, Steps
 
 __all__ = ["BodyMode", "Exchange", "Forward", "Reply", "Request", "ResponseMode", "Steps", "drive", "drive_sync"]
-
-_HTTP_HOOKS = frozenset({HookType.HTTP_PRE_REQUEST, HookType.HTTP_POST_REQUEST})
 
 
 class Exchange:
@@ -63,7 +62,7 @@ class Exchange:
         so the method alone never lets a request pass unseen.
         """
         active = manager.active_hooks
-        return bool(active) and not (active.isdisjoint(RPC_HOOK_TYPES) and active.isdisjoint(_HTTP_HOOKS))
+        return bool(active) and not (active.isdisjoint(jsonrpc.RPC_HOOK_TYPES) and active.isdisjoint(HTTP_HOOK_TYPES))
 
 
 def _context(manager: PluginManager, request: Request) -> GlobalContext:

@@ -15,13 +15,15 @@ from typing import Any
 import orjson
 
 from .._regex import PatternError, UserPattern, compile_user_pattern, compile_vetted_pattern
-from ..models import PluginViolation
+from ..models import HookType, PluginViolation
 from . import jsonrpc
 
 __all__ = [
+    "HTTP_HOOK_TYPES",
     "Headers",
     "excluded_urls",
     "header",
+    "is_identity",
     "is_json",
     "media_type",
     "problem",
@@ -32,6 +34,9 @@ __all__ = [
 
 Headers = list[tuple[str, str]]
 """Header pairs with lower-case names, in wire order."""
+
+HTTP_HOOK_TYPES = frozenset({HookType.HTTP_PRE_REQUEST, HookType.HTTP_POST_REQUEST})
+"""The plain HTTP hooks, which see every request and response."""
 
 _STATUS_TITLES = {
     400: "Bad Request",
@@ -100,6 +105,11 @@ def replace_header(headers: Iterable[tuple[str, str]], name: str, value: str | N
     if value is not None:
         kept.append((name, value))
     return kept
+
+
+def is_identity(content_encoding: str | None) -> bool:
+    """Whether a Content-Encoding leaves the body as it is (absent, empty or ``identity``)."""
+    return (content_encoding or "").strip().lower() in ("", "identity")
 
 
 def media_type(content_type: str | None) -> str:

@@ -41,7 +41,9 @@ from ..models import (
 )
 
 __all__ = [
+    "RESPONSE_HOOK_TYPES",
     "RPC_HOOKS",
+    "RPC_HOOK_TYPES",
     "PendingCall",
     "apply_post",
     "apply_pre",
@@ -62,6 +64,11 @@ RPC_HOOKS: dict[str, tuple[HookType, HookType]] = {
     "resources/read": (HookType.RESOURCE_PRE_FETCH, HookType.RESOURCE_POST_FETCH),
 }
 """Method -> (request hook, response hook)."""
+
+RPC_HOOK_TYPES = frozenset(hook for hooks in RPC_HOOKS.values() for hook in hooks)
+"""Every hook of a mapped method."""
+RESPONSE_HOOK_TYPES = frozenset(hooks[1] for hooks in RPC_HOOKS.values())
+"""The response hooks of the mapped methods."""
 
 PROTOCOL_META_KEY = "io.modelcontextprotocol/protocolVersion"
 RESULT_TYPE_SINCE = "2026-07-28"

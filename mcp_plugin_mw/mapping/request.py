@@ -20,16 +20,10 @@ from typing import Any
 from ..models import GlobalContext, HookType, HttpPreRequestPayload, PluginSettings, PluginViolation
 from . import body as bodies
 from . import jsonrpc
-from .http import header, problem, replace_header, rpc_reply, violation_problem
+from .http import HTTP_HOOK_TYPES, header, is_identity, problem, replace_header, rpc_reply, violation_problem
 from .state import Calls, Forward, Reply, Request, Steps, failure
 
-__all__ = ["RPC_HOOK_TYPES", "BodyMode", "RequestSide", "passes_unread"]
-
-RPC_HOOK_TYPES = frozenset(hook for hooks in jsonrpc.RPC_HOOKS.values() for hook in hooks)
-_POST_HOOKS = frozenset(hooks[1] for hooks in jsonrpc.RPC_HOOKS.values())
-_HTTP_HOOKS = frozenset({HookType.HTTP_PRE_REQUEST, HookType.HTTP_POST_REQUEST})
-_IDENTITY = ("", "identity")
-_UTF8 = "utf-8"
+__all__ = ["BodyMode", "RequestSide", "passes_unread"]
 
 
 class BodyMode(enum.Enum):
@@ -66,7 +60,7 @@ class RequestSide:
         self.request = request
         self.context = context
         self.calls = calls
-        self.rpc = not active.isdisjoint(RPC_HOOK_TYPES)
+        self.rpc = not active.isdisjoint(jsonrpc.RPC_HOOK_TYPES)
         # The JSON-RPC requests of the body, to answer a block by an HTTP hook
         # in JSON-RPC: (id, method, protocol) and whether they came as a batch.
         self.rpc_requests: list[tuple[Any, str, str | None]] = []
@@ -92,8 +86,8 @@ class RequestSide:
         """A reply for a body that must be read but cannot be, else None."""
         if content_length == 0:
             return None
-        encoding = (header(self.request.headers, "content-encoding") or "").strip().lower()
-        if encoding not in _IDENTITY:
+        encoding = header(self.request.headers, "content-encoding")
+        if not is_identity(encoding):
             # Plugins cannot read a compressed body; passing it unread would
             # let any client skip them by compressing.
             return Reply(*problem(415, f"request bodies with Content-Encoding {encoding!r} are not accepted here"))
@@ -300,13 +294,13 @@ def passes_unread(
     exchange. False whenever an HTTP hook is configured, and for a ``GET``
     while a response hook is (its stream may resume an earlier call's).
     """
-    if not active.isdisjoint(_HTTP_HOOKS):
+    if not active.isdisjoint(HTTP_HOOK_TYPES):
         return False
-    if method.upper() == "GET" and not active.isdisjoint(_POST_HOOKS):
+    if method.upper() == "GET" and not active.isdisjoint(jsonrpc.RESPONSE_HOOK_TYPES):
         return False
     if not body:
         return True
-    if (encoding or "").strip().lower() not in _IDENTITY:
+    if not is_identity(encoding):
         return False  # refused on the full path
     declared = bodies.charsets(content_types) if content_types else []
     if declared is None:
@@ -330,7 +324,7 @@ def _names_no_watched_method(active: frozenset[HookType], declared: list[str] | 
         # Escapes, other encodings and non-ASCII letters a lenient app may
         # fold into ASCII (fullwidth forms, the Kelvin sign) are parsed.
         return False
-    if body[:1] not in (b"{", b"[") or (declared or [_UTF8]) != [_UTF8]:
+    if body[:1] not in (b"{", b"[") or (declared or ["utf-8"]) != ["utf-8"]:
         return False
     lowered = body.lower()
     return not any(stem in lowered for stem in stems)

@@ -12,26 +12,24 @@ plain HTTP).
 
 from __future__ import annotations
 
-import codecs
 from typing import Any
 
 from ..models import HookType, HttpPostRequestPayload
+from . import body as bodies
 from . import jsonrpc
-from .http import Headers, header, media_type, problem, replace_header, rpc_reply
+from .http import Headers, header, is_identity, media_type, problem, replace_header, rpc_reply
 from .request import RequestSide
 from .sse import SSEEvent, SSEEventTooLarge, SSEParser, encode_event, reencode
 from .state import Reply, ResponseMode, Steps, failure
 
 __all__ = ["ResponseSide"]
 
-_POST_HOOKS = frozenset(hooks[1] for hooks in jsonrpc.RPC_HOOKS.values())
 # The member every result of a mapped method has (MCP schema), by response hook.
 _RESULT_SHAPES = (
     ("content", HookType.TOOL_POST_INVOKE),
     ("messages", HookType.PROMPT_POST_FETCH),
     ("contents", HookType.RESOURCE_POST_FETCH),
 )
-_IDENTITY = ("", "identity")
 # Charsets in which clients and the plugins read a body alike: JSON's own
 # (RFC 8259 and json.detect_encoding); an event stream is UTF-8 only.
 _JSON_CHARSETS = frozenset({"utf-8", "utf-8-sig", "ascii", "utf-16", "utf-16-le", "utf-16-be", "utf-32"})
@@ -85,7 +83,11 @@ class ResponseSide:
             # type that merely starts with "application/json" as JSON.
             if kind == "application/json" or self.calls.pending or status in (200, 202, 204):
                 return ResponseMode.BUFFER
-        if streaming and self.request.method.upper() == "GET" and not self.active.isdisjoint(_POST_HOOKS):
+        if (
+            streaming
+            and self.request.method.upper() == "GET"
+            and not self.active.isdisjoint(jsonrpc.RESPONSE_HOOK_TYPES)
+        ):
             self.sse = SSEParser(self.settings.max_response_bytes)
             self.resumed = True
             return ResponseMode.STREAM
@@ -98,14 +100,13 @@ class ResponseSide:
         if len(content_types) > 1:
             # Which one the client obeys is anybody's guess.
             return "a response with several Content-Type headers"
-        encoding = (header(headers, "content-encoding") or "").strip().lower()
-        if encoding not in _IDENTITY and (self.calls.pending or streaming):
+        encoding = header(headers, "content-encoding")
+        if not is_identity(encoding) and (self.calls.pending or streaming):
             return f"a response with Content-Encoding {encoding!r}"
-        charset = _charset(content_types[0]) if content_types else None
-        if charset is not None:
-            allowed = _STREAM_CHARSETS if streaming else _JSON_CHARSETS
-            if _codec(charset) not in allowed:
-                return f"a response in charset {charset!r}"
+        declared = bodies.charsets(content_types)
+        allowed = _STREAM_CHARSETS if streaming else _JSON_CHARSETS
+        if declared is None or not allowed.issuperset(declared):
+            return f"a response in charset {content_types[0]!r}"
         return None
 
     def oversized(self) -> Reply:
@@ -171,13 +172,8 @@ class ResponseSide:
                 return Reply(*rpc_reply(injected)) if injected and decoded is not None else reply
             return self._uninspectable("a response that is not JSON")
         batch = isinstance(decoded, list)
-        messages = decoded if batch else [decoded]
-        changed = False
-        out: list[Any] = []
-        for message in messages:
-            updated = yield from self._on_rpc_message(message)
-            changed = changed or updated is not None
-            out.append(message if updated is None else updated)
+        messages: list[Any] = decoded if isinstance(decoded, list) else [decoded]
+        out, changed = yield from self._on_rpc_messages(messages)
         injected = calls.take_injected()
         if injected:
             out.extend(injected)
@@ -187,6 +183,16 @@ class ResponseSide:
         body = jsonrpc.encode(out if batch else out[0])
         headers = replace_header(reply.headers, "content-length", str(len(body)))
         return Reply(reply.status, replace_header(headers, "content-type", "application/json"), body)
+
+    def _on_rpc_messages(self, messages: list[Any]) -> Steps:
+        """Each message of a batch as it goes out, and whether any changed."""
+        changed = False
+        out: list[Any] = []
+        for message in messages:
+            updated = yield from self._on_rpc_message(message)
+            changed = changed or updated is not None
+            out.append(message if updated is None else updated)
+        return out, changed
 
     def _on_rpc_message(self, message: Any) -> Steps:
         """The changed message, or None when it goes out as it came."""
@@ -326,12 +332,7 @@ class ResponseSide:
         message = jsonrpc.decode(event.data_bytes)
         if isinstance(message, list):
             # MCP 2025-03-26 lets the responses on a stream be batched.
-            changed = False
-            out: list[Any] = []
-            for member in message:
-                updated = yield from self._on_rpc_message(member)
-                changed = changed or updated is not None
-                out.append(member if updated is None else updated)
+            out, changed = yield from self._on_rpc_messages(message)
             return reencode(event, jsonrpc.encode(out)) if changed else event.raw
         if not isinstance(message, dict):
             return event.raw
@@ -378,18 +379,3 @@ def _answers_nothing(raw: bytes) -> bool:
 
 def _events(messages: list[dict[str, Any]]) -> bytes:
     return b"".join(encode_event(data=jsonrpc.encode(m).decode(), event="message") for m in messages)
-
-
-def _charset(content_type: str) -> str | None:
-    for part in content_type.split(";")[1:]:
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip("\"'")
-    return None
-
-
-def _codec(name: str) -> str | None:
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
