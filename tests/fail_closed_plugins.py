@@ -209,15 +209,10 @@ class LenientApp:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        status, out = self.handle(bytes(body))
+        body = await read_asgi_body(receive)
+        if body is None:
+            return
+        status, out = self.handle(body)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": out, "more_body": False})
@@ -236,6 +231,18 @@ class LenientApp:
         return [out]
 
 
+async def read_asgi_body(receive: Any) -> bytes | None:
+    """The whole request body an ASGI app receives; None when the client went away."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
 class ScriptedApp:
     """Answers every request with the response the test put in ``script``; records the request body."""
 
@@ -246,15 +253,10 @@ class ScriptedApp:
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        self.received = bytes(body)
+        body = await read_asgi_body(receive)
+        if body is None:
+            return
+        self.received = body
         status, headers, chunks = self.script
         await send(
             {
