@@ -73,6 +73,7 @@ from .models import (
     PluginResult,
     PluginSettings,
     PluginViolation,
+    fresh_plugin_context,
 )
 from .plugin import Plugin
 
@@ -160,36 +161,39 @@ class _Entry:
     sort_key: tuple[int, int, int]
 
 
-@dataclasses.dataclass(slots=True, eq=False)
 class _Run:
-    """The state of one pass through a hook's chain."""
+    """The state of one pass through a hook's chain.
 
-    hook: HookType
-    payload: Any
-    context: GlobalContext
-    modified: bool = False
-    violation: PluginViolation | None = None
-    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
-    records: list[ExecutionRecord] = dataclasses.field(default_factory=list)
-    tracked: _Tracked | None = None
-    """How to read the payload's container fields; None when it has none."""
-    snapshot: bytes | str | None = None
-    """Their encoding (see :func:`_encoding`) as the payload currently should be."""
+    ``records`` holds ExecutionRecords, and ``(plugin, seconds)`` for calls
+    that passed (see HookResult). ``tracked`` tells how to read the
+    payload's container fields (None when it has none); ``snapshot`` is
+    their encoding (see :func:`_encoding`) as the payload currently should be.
+    """
 
-    def track(self) -> _Run:
-        """Take the snapshot of the payload the chain starts from."""
-        tracked = self.tracked = _tracked(type(self.payload))
-        if tracked is not None:
-            self.snapshot = _encoding(tracked.read(self.payload))
-        return self
+    # Built once per hook invocation: a plain class, tracked on the spot.
+    __slots__ = ("context", "hook", "metadata", "modified", "payload", "records", "snapshot", "tracked", "violation")
+
+    def __init__(
+        self, hook: HookType, payload: Any, context: GlobalContext, records: list[Any] | None = None, track: bool = True
+    ) -> None:
+        self.hook = hook
+        self.payload = payload
+        self.context = context
+        self.modified = False
+        self.violation: PluginViolation | None = None
+        self.metadata: dict[str, Any] = {}
+        self.records: list[Any] = [] if records is None else records
+        tracked = self.tracked = _tracked(type(payload)) if track else None
+        self.snapshot: bytes | str | None = None if tracked is None else _encoding(tracked.read(payload))
 
     def result(self) -> HookResult:
-        return HookResult(
-            continue_processing=self.violation is None,
-            modified_payload=self.payload if self.modified else None,
-            violation=self.violation,
-            metadata=self.metadata,
-            records=self.records,
+        return HookResult._of_calls(
+            self.hook,
+            self.records,
+            self.violation is None,
+            self.payload if self.modified else None,
+            self.violation,
+            self.metadata,
         )
 
 
@@ -288,8 +292,8 @@ class Executor:
         """Run ``hook``'s chain on the running event loop."""
         inline = self._inline[hook]
         if inline is not None:
-            return self._run_inline(inline, _Run(hook, payload, context).track())
-        run = _Run(hook, payload, context).track()
+            return self._run_inline(inline, _Run(hook, payload, context))
+        run = _Run(hook, payload, context)
         for step in self._chains[hook]:
             if len(step) == 1:
                 entry = step[0]
@@ -314,8 +318,8 @@ class Executor:
             return _threads.run_in_background(self.run(hook, payload, context))
         inline = self._inline[hook]
         if inline is not None:
-            return self._run_inline(inline, _Run(hook, payload, context).track())
-        run = _Run(hook, payload, context).track()
+            return self._run_inline(inline, _Run(hook, payload, context))
+        run = _Run(hook, payload, context)
         for step in self._chains[hook]:
             if len(step) == 1:
                 entry = step[0]
@@ -342,13 +346,14 @@ class Executor:
         one encoding then serves several calls. A change found so is recorded
         on the last plugin that could have made it.
         """
-        hook, context, records = run.hook, run.context, run.records
+        context, records = run.context, run.records
         contexts = context.plugin_contexts
-        clock, passed, record = perf_counter, Outcome.PASSED, ExecutionRecord
+        clock = perf_counter
         read = run.tracked.read if run.tracked is not None else None
         dumps = _dumps
         deferrable = _is_large(run.snapshot)
-        deferred: list[ExecutionRecord] = []
+        deferred: list[int] = []
+        start = clock()
         for entry in chain:
             if entry.conditions and not _applies(entry, run):
                 continue
@@ -357,34 +362,40 @@ class Executor:
             name = entry.name
             plugin_context = contexts.get(name)
             if plugin_context is None:
-                plugin_context = contexts[name] = PluginContext(context)
-            start = clock()
+                plugin_context = contexts[name] = fresh_plugin_context(context)
+            # One clock reading per call: each call's end starts the next, so
+            # a duration also holds the bookkeeping (the in-place check) before it.
             try:
                 result = entry.method(run.payload, plugin_context)
             except Exception as exc:
+                end = clock()
                 _settle_deferred(run, deferred)
-                if self._settle(entry, (None, exc, False, clock() - start), run):
+                stop = self._settle(entry, (None, exc, False, end - start), run)
+                start = clock()
+                if stop:
                     break
                 continue
-            duration = clock() - start
+            end = clock()
+            duration, start = end - start, end
             if result is None:
                 if read is None:
-                    records.append(record(name, hook, passed, duration))
+                    records.append((name, duration))
                     continue
                 if deferrable and entry.may_modify:
-                    done = record(name, hook, passed, duration)
-                    records.append(done)
-                    deferred.append(done)
+                    deferred.append(len(records))
+                    records.append((name, duration))
                     continue
                 try:
                     same = dumps(read(run.payload)) == run.snapshot
                 except TypeError:
                     same = _changed_in_place(run) is None
                 if same:
-                    records.append(record(name, hook, passed, duration))
+                    records.append((name, duration))
                     continue
             _settle_deferred(run, deferred)
-            if self._settle(entry, (result, None, False, duration), run):
+            stop = self._settle(entry, (result, None, False, duration), run)
+            start = clock()
+            if stop:
                 break
             read = run.tracked.read if run.tracked is not None else None
             deferrable = _is_large(run.snapshot)
@@ -484,7 +495,7 @@ class Executor:
             return self._failed(entry, error, timed_out, duration, run)
         if result is None:
             if in_place is None:
-                run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
+                run.records.append((entry.name, duration))
                 return False
             changed = run.payload
         else:
@@ -495,7 +506,7 @@ class Executor:
             changed = result.modified_payload
             if changed is None or changed is run.payload:
                 if in_place is None:
-                    run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.PASSED, duration))
+                    run.records.append((entry.name, duration))
                     return False
                 changed = run.payload
         if not entry.may_modify:
@@ -554,7 +565,8 @@ class Executor:
             if run.violation is None:
                 stop = self._settle(entry, call, run, check=False) or stop
             else:
-                self._settle(entry, call, _Run(run.hook, run.payload, run.context, records=run.records), check=False)
+                after_block = _Run(run.hook, run.payload, run.context, run.records, track=False)
+                self._settle(entry, call, after_block, check=False)
         if in_place is not None and not stop:
             names = ", ".join(entry.name for entry in batch)
             problem = _put_back(run)
@@ -636,17 +648,21 @@ def _is_large(snapshot: bytes | str | None) -> bool:
     return isinstance(snapshot, bytes) and len(snapshot) > _DEFER_BYTES
 
 
-def _settle_deferred(run: _Run, deferred: list[ExecutionRecord]) -> None:
-    """Apply a change made in place by one of the plugins ``deferred`` holds the records of."""
+def _settle_deferred(run: _Run, deferred: list[int]) -> None:
+    """Apply a change made in place by one of the calls whose records ``deferred`` points at."""
     if not deferred:
         return
     changed = _changed_in_place(run)
     if changed is not None:
         # Every plugin in ``deferred`` may modify: the change stands.
-        logger.debug("a plugin of %s changed the payload of %s in place", [r.plugin for r in deferred], run.hook)
+        last = deferred[-1]
+        name, duration = run.records[last]
+        logger.debug(
+            "a plugin of %s changed the payload of %s in place", [run.records[i][0] for i in deferred], run.hook
+        )
         run.snapshot = changed
         run.modified = True
-        deferred[-1].outcome = Outcome.MODIFIED
+        run.records[last] = ExecutionRecord(name, run.hook, Outcome.MODIFIED, duration)
     deferred.clear()
 
 
@@ -661,7 +677,7 @@ def _is_parallel_category(step: _Step) -> bool:
 def _plugin_context(entry: _Entry, context: GlobalContext) -> PluginContext:
     found = context.plugin_contexts.get(entry.name)
     if found is None:
-        found = context.plugin_contexts[entry.name] = PluginContext(context)
+        found = context.plugin_contexts[entry.name] = fresh_plugin_context(context)
     return found
 
 

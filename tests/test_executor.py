@@ -26,7 +26,7 @@ from mcp_plugin_mw import (
     ToolPostInvokePayload,
     ToolPreInvokePayload,
 )
-from mcp_plugin_mw.models import Outcome
+from mcp_plugin_mw.models import ExecutionRecord, HookResult, Outcome, PluginContext, fresh_plugin_context
 from tests.sample_plugins import BOUND, Rendezvous, entry, tool_post, tool_pre
 
 
@@ -697,3 +697,38 @@ async def test_cancelling_the_caller_still_cancels(make_manager):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, BOUND)
+
+
+# --------------------------------------------------------------------------
+# What a result and a plugin context look like to their readers
+# --------------------------------------------------------------------------
+
+
+async def test_passed_calls_read_back_as_full_records(make_manager, call):
+    # The executor keeps (plugin, seconds) for calls that pass; readers see records.
+    manager = make_manager([entry("a", "Tag"), entry("stop", "Blocker"), entry("never", "Tag")])
+    result = await call(manager, "tool_pre_invoke", tool_pre(), GlobalContext(request_id="r"))
+    records = result.records
+    assert [(r.plugin, r.hook, r.outcome) for r in records] == [
+        ("a", HookType.TOOL_PRE_INVOKE, Outcome.PASSED),
+        ("stop", HookType.TOOL_PRE_INVOKE, Outcome.BLOCKED),
+    ]
+    assert all(isinstance(r, ExecutionRecord) and r.duration >= 0 for r in records)
+    assert result.records is records  # built once
+    assert result == HookResult(False, None, result.violation, result.metadata, list(records))
+    result.records = []
+    assert result.records == []
+
+
+def test_plugin_context_dicts_are_made_on_first_use_and_compare_like_fields():
+    shared = GlobalContext(request_id="r")
+    fresh = fresh_plugin_context(shared)
+    assert fresh == PluginContext(shared)
+    assert fresh.request_id == "r"
+    fresh.state["k"] = 1
+    assert fresh.state == {"k": 1}
+    assert fresh != PluginContext(shared)
+    assert PluginContext(shared, state={"k": 1}) == fresh
+    fresh.metadata = {"m": True}
+    assert fresh.metadata == {"m": True}
+    assert "state={'k': 1}" in repr(fresh)
