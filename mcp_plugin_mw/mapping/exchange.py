@@ -20,11 +20,12 @@ and differ only in how they move bytes.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 from ..manager import PluginManager
-from ..models import GlobalContext
+from ..models import GlobalContext, HookType
 from . import jsonrpc
 from .http import HTTP_HOOK_TYPES, header
 from .request import BodyMode, RequestSide
@@ -61,8 +62,13 @@ class Exchange:
         resume an earlier POST's stream (``Last-Event-ID``) with its results,
         so the method alone never lets a request pass unseen.
         """
-        active = manager.active_hooks
-        return bool(active) and not (active.isdisjoint(jsonrpc.RPC_HOOK_TYPES) and active.isdisjoint(HTTP_HOOK_TYPES))
+        return _watches(manager.active_hooks)
+
+
+@functools.cache
+def _watches(active: frozenset[HookType]) -> bool:
+    # Asked on every request; the set changes only when the plugins do.
+    return bool(active) and not (active.isdisjoint(jsonrpc.RPC_HOOK_TYPES) and active.isdisjoint(HTTP_HOOK_TYPES))
 
 
 def _context(manager: PluginManager, request: Request) -> GlobalContext:
