@@ -5,6 +5,7 @@ from .config import ConfigError
 from .manager import PluginManager
 from .models import (
     Category,
+    ClientMessagePayload,
     Config,
     Flow,
     GlobalContext,
@@ -17,10 +18,14 @@ from .models import (
     PluginMode,
     PluginResult,
     PluginViolation,
+    PromptListPayload,
     PromptPosthookPayload,
     PromptPrehookPayload,
+    ResourceListPayload,
     ResourcePostFetchPayload,
     ResourcePreFetchPayload,
+    ServerMessagePayload,
+    ToolListPayload,
     ToolPostInvokePayload,
     ToolPreInvokePayload,
 )
@@ -31,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Category",
+    "ClientMessagePayload",
     "Config",
     "ConfigError",
     "Flow",
@@ -47,10 +53,14 @@ __all__ = [
     "PluginMode",
     "PluginResult",
     "PluginViolation",
+    "PromptListPayload",
     "PromptPosthookPayload",
     "PromptPrehookPayload",
+    "ResourceListPayload",
     "ResourcePostFetchPayload",
     "ResourcePreFetchPayload",
+    "ServerMessagePayload",
+    "ToolListPayload",
     "ToolPostInvokePayload",
     "ToolPreInvokePayload",
     "WSGIPluginMiddleware",

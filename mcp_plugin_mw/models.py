@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Category",
+    "ClientMessagePayload",
     "Config",
     "EntryKeys",
     "ExecutionRecord",
@@ -48,10 +49,14 @@ __all__ = [
     "PluginResult",
     "PluginSettings",
     "PluginViolation",
+    "PromptListPayload",
     "PromptPosthookPayload",
     "PromptPrehookPayload",
+    "ResourceListPayload",
     "ResourcePostFetchPayload",
     "ResourcePreFetchPayload",
+    "ServerMessagePayload",
+    "ToolListPayload",
     "ToolPostInvokePayload",
     "ToolPreInvokePayload",
     "register_entry_keys",
@@ -69,6 +74,11 @@ class HookType(enum.StrEnum):
     RESOURCE_POST_FETCH = "resource_post_fetch"
     HTTP_PRE_REQUEST = "http_pre_request"
     HTTP_POST_REQUEST = "http_post_request"
+    TOOL_POST_LIST = "tool_post_list"
+    PROMPT_POST_LIST = "prompt_post_list"
+    RESOURCE_POST_LIST = "resource_post_list"
+    SERVER_MESSAGE = "server_message"
+    CLIENT_MESSAGE = "client_message"
 
     @property
     def is_request(self) -> bool:
@@ -87,6 +97,7 @@ _REQUEST_HOOKS = frozenset(
         HookType.PROMPT_PRE_FETCH,
         HookType.RESOURCE_PRE_FETCH,
         HookType.HTTP_PRE_REQUEST,
+        HookType.CLIENT_MESSAGE,
     }
 )
 
@@ -241,6 +252,53 @@ class HttpPostRequestPayload(_Payload):
     body: bytes = b""
 
 
+class ToolListPayload(_Payload):
+    """A ``tools/list`` result page: its ``tools``, each a tool definition as sent."""
+
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PromptListPayload(_Payload):
+    """A ``prompts/list`` result page: its ``prompts`` as sent."""
+
+    prompts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ResourceListPayload(_Payload):
+    """A ``resources/list`` result page, or a ``resources/templates/list`` one.
+
+    The first fills ``resources``, the second ``resource_templates``.
+    """
+
+    resources: list[dict[str, Any]] = Field(default_factory=list)
+    resource_templates: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ServerMessagePayload(_Payload):
+    """A notification or request the server sends the client (``notifications/progress``, ``sampling/createMessage``).
+
+    ``id`` is the request's id, None for a notification.
+    """
+
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    id: str | int | float | None = None
+
+
+class ClientMessagePayload(_Payload):
+    """A client-to-server message no other hook maps: a notification, a request, or a response.
+
+    A notification or request has ``method`` and ``params``; a response to a
+    server's request (sampling, elicitation) has ``method`` None and its
+    ``result``. ``id`` is the message's id, None for a notification.
+    """
+
+    method: str | None = None
+    params: dict[str, Any] | None = None
+    result: Any = None
+    id: str | int | float | None = None
+
+
 Payload = (
     ToolPreInvokePayload
     | ToolPostInvokePayload
@@ -250,6 +308,11 @@ Payload = (
     | ResourcePostFetchPayload
     | HttpPreRequestPayload
     | HttpPostRequestPayload
+    | ToolListPayload
+    | PromptListPayload
+    | ResourceListPayload
+    | ServerMessagePayload
+    | ClientMessagePayload
 )
 
 PAYLOAD_TYPES: dict[HookType, type[BaseModel]] = {
@@ -261,6 +324,11 @@ PAYLOAD_TYPES: dict[HookType, type[BaseModel]] = {
     HookType.RESOURCE_POST_FETCH: ResourcePostFetchPayload,
     HookType.HTTP_PRE_REQUEST: HttpPreRequestPayload,
     HookType.HTTP_POST_REQUEST: HttpPostRequestPayload,
+    HookType.TOOL_POST_LIST: ToolListPayload,
+    HookType.PROMPT_POST_LIST: PromptListPayload,
+    HookType.RESOURCE_POST_LIST: ResourceListPayload,
+    HookType.SERVER_MESSAGE: ServerMessagePayload,
+    HookType.CLIENT_MESSAGE: ClientMessagePayload,
 }
 """The payload class each hook receives."""
 

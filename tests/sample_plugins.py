@@ -100,6 +100,8 @@ class Tag(Plugin):
     prompt_pre_fetch = prompt_post_fetch = _run
     resource_pre_fetch = resource_post_fetch = _run
     http_pre_request = http_post_request = _run
+    tool_post_list = prompt_post_list = resource_post_list = _run
+    server_message = client_message = _run
 
 
 class AsyncTag(Plugin):

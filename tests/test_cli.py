@@ -136,6 +136,11 @@ def test_plugins_table(tmp_path):
                     "resource_post_fetch",
                     "http_pre_request",
                     "http_post_request",
+                    "tool_post_list",
+                    "prompt_post_list",
+                    "resource_post_list",
+                    "server_message",
+                    "client_message",
                 ]
             ),
             "both",

@@ -395,8 +395,9 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
         (
             {"plugins": [{"name": "a", "kind": "x.Y", "hooks": ["tool_pre_invoke", "tool_pre_call"]}]},
             "plugins[0].hooks[1]: Input should be 'tool_pre_invoke', 'tool_post_invoke', 'prompt_pre_fetch', "
-            "'prompt_post_fetch', 'resource_pre_fetch', 'resource_post_fetch', 'http_pre_request' or "
-            "'http_post_request'",
+            "'prompt_post_fetch', 'resource_pre_fetch', 'resource_post_fetch', 'http_pre_request', "
+            "'http_post_request', 'tool_post_list', 'prompt_post_list', 'resource_post_list', 'server_message' or "
+            "'client_message'",
         ),
         (
             {"plugins": [{"name": "a", "kind": "x.Y", "mode": "strict"}]},
@@ -472,8 +473,9 @@ extra: 1
             "plugin_settings.colour: unknown key",
             "plugins[0].mode: Input should be 'enforce', 'enforce_ignore_error', 'permissive' or 'disabled'",
             "plugins[1].hooks[0]: Input should be 'tool_pre_invoke', 'tool_post_invoke', 'prompt_pre_fetch', "
-            "'prompt_post_fetch', 'resource_pre_fetch', 'resource_post_fetch', 'http_pre_request' or "
-            "'http_post_request'",
+            "'prompt_post_fetch', 'resource_pre_fetch', 'resource_post_fetch', 'http_pre_request', "
+            "'http_post_request', 'tool_post_list', 'prompt_post_list', 'resource_post_list', 'server_message' or "
+            "'client_message'",
             "plugins[1].flow: Input should be 'request', 'response' or 'both'",
             "plugins[2]: give either 'required' or 'mode', not both",
             "extra: unknown key",

@@ -14,15 +14,20 @@ from typing import Any
 import pytest
 
 from mcp_plugin_mw import (
+    ClientMessagePayload,
     Flow,
     GlobalContext,
     HookType,
     HttpPostRequestPayload,
     HttpPreRequestPayload,
+    PromptListPayload,
     PromptPosthookPayload,
     PromptPrehookPayload,
+    ResourceListPayload,
     ResourcePostFetchPayload,
     ResourcePreFetchPayload,
+    ServerMessagePayload,
+    ToolListPayload,
     ToolPostInvokePayload,
     ToolPreInvokePayload,
 )
@@ -47,6 +52,11 @@ PAYLOADS: dict[HookType, Any] = {
     HookType.RESOURCE_POST_FETCH: ResourcePostFetchPayload(uri="file:///etc/motd", content={"contents": []}),
     HookType.HTTP_PRE_REQUEST: HttpPreRequestPayload(method="GET", path="/x"),
     HookType.HTTP_POST_REQUEST: HttpPostRequestPayload(method="GET", path="/x", status_code=200),
+    HookType.TOOL_POST_LIST: ToolListPayload(tools=[{"name": "search", "inputSchema": {"type": "object"}}]),
+    HookType.PROMPT_POST_LIST: PromptListPayload(prompts=[{"name": "greet"}]),
+    HookType.RESOURCE_POST_LIST: ResourceListPayload(resources=[{"uri": "file:///etc/motd", "name": "motd"}]),
+    HookType.SERVER_MESSAGE: ServerMessagePayload(method="notifications/progress", params={"progress": 1}),
+    HookType.CLIENT_MESSAGE: ClientMessagePayload(method="notifications/initialized", params={}),
 }
 
 
@@ -106,6 +116,7 @@ def test_request_and_response_hooks_are_classified():
         HookType.PROMPT_PRE_FETCH,
         HookType.RESOURCE_PRE_FETCH,
         HookType.HTTP_PRE_REQUEST,
+        HookType.CLIENT_MESSAGE,
     }
 
 

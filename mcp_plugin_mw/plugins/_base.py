@@ -327,7 +327,14 @@ def transform_payload(payload: _T, fn: TextFunction, *, uri: bool = False) -> _T
 # --------------------------------------------------------------------------
 
 
-MCP_HOOKS = tuple(hook for hook in HookType if not hook.value.startswith("http_"))
+MCP_HOOKS = (
+    HookType.TOOL_PRE_INVOKE,
+    HookType.TOOL_POST_INVOKE,
+    HookType.PROMPT_PRE_FETCH,
+    HookType.PROMPT_POST_FETCH,
+    HookType.RESOURCE_PRE_FETCH,
+    HookType.RESOURCE_POST_FETCH,
+)
 """The hooks text filters use unless configured: list ``http_pre_request`` /
 ``http_post_request`` to filter plain HTTP bodies as well."""
 
