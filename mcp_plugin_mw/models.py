@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -707,6 +707,32 @@ class PluginConfig(_ConfigModel):
         return self
 
 
+class PendingCallsSettings(_ConfigModel):
+    """``plugin_settings.pending_calls:``, where calls still unanswered when their stream ends are kept.
+
+    A result the server sends on a resumed stream (``Last-Event-ID``) is
+    matched to its call there and inspected. ``memory`` keeps them in this
+    process; ``redis`` at ``url``, shared by every worker.
+    """
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = None
+    """The Redis URL (``redis://127.0.0.1:6379/0``); only with ``backend: redis``."""
+    ttl: float = Field(default=600.0, gt=0)
+    """Seconds a call is kept after its stream ended."""
+    max_calls: int = Field(default=10_000, gt=0)
+    """With ``memory``: at most this many calls are kept, the oldest forgotten first."""
+    key_prefix: str = "mcp-plugin-mw:pending:"
+
+    @model_validator(mode="after")
+    def _url_matches_backend(self) -> PendingCallsSettings:
+        if self.backend == "redis" and not self.url:
+            raise ValueError("backend redis needs a url (redis://host:port/db)")
+        if self.backend == "memory" and self.url:
+            raise ValueError("url is only used with backend: redis")
+        return self
+
+
 class PluginSettings(_ConfigModel):
     """``plugin_settings:``, the settings shared by all plugins."""
 
@@ -732,6 +758,7 @@ class PluginSettings(_ConfigModel):
     """Request header that names the tenant."""
     server_id_header: str | None = None
     """Request header that names the server; defaults to none."""
+    pending_calls: PendingCallsSettings = Field(default_factory=PendingCallsSettings)
 
 
 class Config(_ConfigModel):

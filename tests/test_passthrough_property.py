@@ -86,8 +86,28 @@ def mcp_request(request_id: Any) -> st.SearchStrategy[dict[str, Any]]:
             lambda p: ("prompts/get", p)
         ),
         st.fixed_dictionaries({"uri": st.text(max_size=20)}).map(lambda p: ("resources/read", p)),
+        st.sampled_from(LISTED).map(lambda method: (method, {})),
     )
     return params.map(lambda mp: {"jsonrpc": "2.0", "id": request_id, "method": mp[0], "params": mp[1]})
+
+
+# A list method, and where its result keeps its page's entries.
+LISTED = ["tools/list", "prompts/list", "resources/list", "resources/templates/list"]
+_ENTRIES = {
+    "tools/list": "tools",
+    "prompts/list": "prompts",
+    "resources/list": "resources",
+    "resources/templates/list": "resourceTemplates",
+}
+
+
+def result_for(request: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """A result the app may send for ``request``: any JSON, or a page of entries for a list method."""
+    key = _ENTRIES.get(request["method"])
+    if key is None:
+        return json_values
+    entries = st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=3), max_size=3)
+    return st.fixed_dictionaries({key: entries}, optional={"nextCursor": st.text(max_size=6)})
 
 
 @dataclasses.dataclass
@@ -106,17 +126,17 @@ class Exchange:
 
 @st.composite
 def request_bodies(draw: st.DrawFn) -> tuple[bytes, list[Any]]:
-    """A request body and the ids of the MCP requests in it."""
+    """A request body and the MCP requests in it."""
     kind = draw(st.sampled_from(["call", "batch", "value", "bytes"]))
     if kind == "call":
-        request_id = draw(ids)
-        return draw(written(draw(mcp_request(request_id)))), [request_id]
+        request = draw(mcp_request(draw(ids)))
+        return draw(written(request)), [request]
     if kind == "batch":
         # Unique as clients match ids (5 and "5" are one): a batch reusing one is refused.
         request_ids = draw(st.lists(ids, min_size=1, max_size=3, unique_by=id_key))
-        members: list[Any] = [draw(mcp_request(i)) for i in request_ids]
-        members += draw(st.lists(st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "method": st.text()}), max_size=2))
-        return draw(written(draw(st.permutations(members)))), request_ids
+        requests: list[Any] = [draw(mcp_request(i)) for i in request_ids]
+        others = draw(st.lists(st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "method": st.text()}), max_size=2))
+        return draw(written(draw(st.permutations(requests + others)))), requests
     if kind == "value":
         return draw(written(draw(json_values))), []
     # Bytes that look like JSON but do not parse are refused (a lenient parser
@@ -132,8 +152,8 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 
 @st.composite
 def json_exchanges(draw: st.DrawFn) -> Exchange:
-    body, request_ids = draw(request_bodies())
-    replies = [{"jsonrpc": "2.0", "id": i, "result": draw(json_values)} for i in request_ids]
+    body, requests = draw(request_bodies())
+    replies = [{"jsonrpc": "2.0", "id": r["id"], "result": draw(result_for(r))} for r in requests]
     if not replies:
         # Nothing pending: whatever the app answers passes. (With calls
         # pending, an answer the plugins cannot read is replaced instead.)
@@ -146,8 +166,8 @@ def json_exchanges(draw: st.DrawFn) -> Exchange:
 
 
 @st.composite
-def sse_streams(draw: st.DrawFn, request_ids: list[Any]) -> bytes:
-    """An event stream: progress, results for ``request_ids``, comments; arbitrary line ends."""
+def sse_streams(draw: st.DrawFn, requests: list[dict[str, Any]]) -> bytes:
+    """An event stream: progress, results for ``requests``, comments; arbitrary line ends."""
     end = draw(st.sampled_from([b"\r\n", b"\n", b"\r"]))
     mixed = draw(st.booleans())
 
@@ -155,7 +175,9 @@ def sse_streams(draw: st.DrawFn, request_ids: list[Any]) -> bytes:
         return draw(st.sampled_from([b"\r\n", b"\n", b"\r"])) if mixed else end
 
     # (data, is_json): only the JSON-RPC messages may be pretty-printed.
-    data_values = [(json.dumps({"jsonrpc": "2.0", "id": i, "result": draw(json_values)}), True) for i in request_ids]
+    data_values = [
+        (json.dumps({"jsonrpc": "2.0", "id": r["id"], "result": draw(result_for(r))}), True) for r in requests
+    ]
     data_values += [
         (json.dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": n}}), True)
         for n in range(draw(st.integers(0, 2)))
@@ -191,9 +213,9 @@ def sse_streams(draw: st.DrawFn, request_ids: list[Any]) -> bytes:
 
 @st.composite
 def sse_exchanges(draw: st.DrawFn) -> Exchange:
-    request_id = draw(ids)
-    body = draw(written(draw(mcp_request(request_id))))
-    stream = draw(sse_streams([request_id]))
+    request = draw(mcp_request(draw(ids)))
+    body = draw(written(request))
+    stream = draw(sse_streams([request]))
     chunks = split(stream, draw(st.lists(st.integers(0, 10_000), max_size=8)))
     return Exchange("application/json", body, "text/event-stream", chunks)
 
@@ -453,7 +475,7 @@ def test_the_examples_reach_every_hook(counting: mw.WSGIPluginMiddleware) -> Non
     """Guard against a vacuous property: the generated exchanges do run the hooks, both ways, on both kinds."""
     kinds: Counter[str] = Counter()
 
-    @settings(max_examples=100, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(exchange=json_exchanges() | sse_exchanges())
     def run(exchange: Exchange) -> None:
         before = sum(Counting.calls[hook] for hook in POST_HOOKS)

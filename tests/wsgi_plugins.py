@@ -235,6 +235,21 @@ class Counting(Plugin):
     def tool_pre_invoke(self, payload: Any, context: PluginContext) -> None:
         self._count("tool_pre_invoke")
 
+    def tool_post_list(self, payload: Any, context: PluginContext) -> None:
+        self._count("tool_post_list")
+
+    def prompt_post_list(self, payload: Any, context: PluginContext) -> None:
+        self._count("prompt_post_list")
+
+    def resource_post_list(self, payload: Any, context: PluginContext) -> None:
+        self._count("resource_post_list")
+
+    def server_message(self, payload: Any, context: PluginContext) -> None:
+        self._count("server_message")
+
+    def client_message(self, payload: Any, context: PluginContext) -> None:
+        self._count("client_message")
+
     def tool_post_invoke(self, payload: Any, context: PluginContext) -> None:
         self._count("tool_post_invoke")
 

@@ -21,18 +21,35 @@ and differ only in how they move bytes.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import threading
+import weakref
 from typing import Any
 
 from ..manager import PluginManager
 from ..models import GlobalContext, HookType
+from ..pending import PendingCalls, pending_calls
 from . import jsonrpc
 from .http import HTTP_HOOK_TYPES, header
 from .request import BodyMode, RequestSide
 from .response import ResponseSide
-from .state import Calls, Forward, Reply, Request, ResponseMode, Steps
+from .state import Calls, Forward, Recall, Remember, Reply, Request, ResponseMode, Steps
 
-__all__ = ["BodyMode", "Exchange", "Forward", "Reply", "Request", "ResponseMode", "Steps", "drive", "drive_sync"]
+__all__ = [
+    "BodyMode",
+    "Exchange",
+    "Forward",
+    "Reply",
+    "Request",
+    "ResponseMode",
+    "Steps",
+    "drive",
+    "drive_sync",
+    "unanswered_calls",
+]
+
+logger = logging.getLogger(__name__)
 
 
 class Exchange:
@@ -89,9 +106,12 @@ def _context(manager: PluginManager, request: Request) -> GlobalContext:
 async def drive(manager: PluginManager, steps: Steps) -> Any:
     """Run ``steps`` with ``await manager.invoke``; returns their value."""
     try:
-        hook, payload, context = next(steps)
+        step = next(steps)
         while True:
-            hook, payload, context = steps.send(await manager.invoke(hook, payload, context))
+            if isinstance(step, Recall | Remember):
+                step = steps.send(await _astore_step(manager, step))
+            else:
+                step = steps.send(await manager.invoke(*step))
     except StopIteration as done:
         return done.value
 
@@ -99,8 +119,48 @@ async def drive(manager: PluginManager, steps: Steps) -> Any:
 def drive_sync(manager: PluginManager, steps: Steps) -> Any:
     """Run ``steps`` with ``manager.invoke_sync``; returns their value."""
     try:
-        hook, payload, context = next(steps)
+        step = next(steps)
         while True:
-            hook, payload, context = steps.send(manager.invoke_sync(hook, payload, context))
+            if isinstance(step, Recall | Remember):
+                step = steps.send(_store_step(manager, step))
+            else:
+                step = steps.send(manager.invoke_sync(*step))
     except StopIteration as done:
         return done.value
+
+
+_STORES: weakref.WeakKeyDictionary[PluginManager, PendingCalls] = weakref.WeakKeyDictionary()
+_STORES_LOCK = threading.Lock()
+
+
+def unanswered_calls(manager: PluginManager) -> PendingCalls:
+    """The store of calls left unanswered by their stream, one per manager (``plugin_settings.pending_calls``)."""
+    with _STORES_LOCK:
+        store = _STORES.get(manager)
+        if store is None:
+            store = _STORES[manager] = pending_calls(manager.settings.pending_calls)
+        return store
+
+
+async def _astore_step(manager: PluginManager, step: Recall | Remember) -> Any:
+    store = unanswered_calls(manager)
+    try:
+        if isinstance(step, Recall):
+            return await store.arecall(step.session, step.key)
+        await store.aremember(step.session, step.calls)
+    except Exception:
+        # Fail closed: a call that cannot be recalled leaves its result
+        # unattributed, and the result is refused.
+        logger.exception("the store of unanswered calls failed")
+    return None
+
+
+def _store_step(manager: PluginManager, step: Recall | Remember) -> Any:
+    store = unanswered_calls(manager)
+    try:
+        if isinstance(step, Recall):
+            return store.recall(step.session, step.key)
+        store.remember(step.session, step.calls)
+    except Exception:
+        logger.exception("the store of unanswered calls failed")
+    return None

@@ -29,18 +29,25 @@ from typing import Any
 import orjson
 
 from ..models import (
+    ClientMessagePayload,
     GlobalContext,
     HookType,
     PluginViolation,
+    PromptListPayload,
     PromptPosthookPayload,
     PromptPrehookPayload,
+    ResourceListPayload,
     ResourcePostFetchPayload,
     ResourcePreFetchPayload,
+    ServerMessagePayload,
+    ToolListPayload,
     ToolPostInvokePayload,
     ToolPreInvokePayload,
 )
 
 __all__ = [
+    "LIST_HOOKS",
+    "MESSAGE_HOOK_TYPES",
     "RESPONSE_HOOK_TYPES",
     "RPC_HOOKS",
     "RPC_HOOK_TYPES",
@@ -65,10 +72,34 @@ RPC_HOOKS: dict[str, tuple[HookType, HookType]] = {
 }
 """Method -> (request hook, response hook)."""
 
-RPC_HOOK_TYPES = frozenset(hook for hooks in RPC_HOOKS.values() for hook in hooks)
-"""Every hook of a mapped method."""
-RESPONSE_HOOK_TYPES = frozenset(hooks[1] for hooks in RPC_HOOKS.values())
-"""The response hooks of the mapped methods."""
+LIST_HOOKS: dict[str, HookType] = {
+    "tools/list": HookType.TOOL_POST_LIST,
+    "prompts/list": HookType.PROMPT_POST_LIST,
+    "resources/list": HookType.RESOURCE_POST_LIST,
+    "resources/templates/list": HookType.RESOURCE_POST_LIST,
+}
+"""List method -> the hook that sees each page of its result."""
+# Where each list method's result keeps its entries, and the payload field for them.
+_LIST_FIELDS = {
+    "tools/list": ("tools", "tools"),
+    "prompts/list": ("prompts", "prompts"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("resourceTemplates", "resource_templates"),
+}
+_LIST_PAYLOADS = {
+    HookType.TOOL_POST_LIST: ToolListPayload,
+    HookType.PROMPT_POST_LIST: PromptListPayload,
+    HookType.RESOURCE_POST_LIST: ResourceListPayload,
+}
+
+MESSAGE_HOOK_TYPES = frozenset({HookType.SERVER_MESSAGE, HookType.CLIENT_MESSAGE})
+"""The hooks on the messages no other hook maps."""
+RPC_HOOK_TYPES = frozenset(
+    {hook for hooks in RPC_HOOKS.values() for hook in hooks} | set(LIST_HOOKS.values()) | MESSAGE_HOOK_TYPES
+)
+"""Every hook on JSON-RPC messages: while one is active, JSON bodies are read as JSON-RPC."""
+RESPONSE_HOOK_TYPES = frozenset({hooks[1] for hooks in RPC_HOOKS.values()} | set(LIST_HOOKS.values()))
+"""The hooks on results: a result on a stream no request of its own asked for must be attributed."""
 
 PROTOCOL_META_KEY = "io.modelcontextprotocol/protocolVersion"
 RESULT_TYPE_SINCE = "2026-07-28"
@@ -195,7 +226,16 @@ def _normalized(method: str) -> str:
 def names_mapped_method(message: Any) -> bool:
     """Whether ``message`` names a mapped method, however leniently spelt."""
     method = message.get("method") if isinstance(message, dict) else None
-    return isinstance(method, str) and (method in RPC_HOOKS or _normalized(method) in RPC_HOOKS)
+    return isinstance(method, str) and (_hooks_of(method) is not None or _hooks_of(_normalized(method)) is not None)
+
+
+def _hooks_of(method: str) -> tuple[HookType, ...] | None:
+    """The hooks that watch ``method`` spelt exactly so, or None."""
+    hooks = RPC_HOOKS.get(method)
+    if hooks is not None:
+        return hooks
+    listed = LIST_HOOKS.get(method)
+    return None if listed is None else (listed,)
 
 
 def refusal(message: Any, active: Container[HookType]) -> dict[str, Any] | None:
@@ -211,13 +251,13 @@ def refusal(message: Any, active: Container[HookType]) -> dict[str, Any] | None:
     method = message.get("method")
     if not isinstance(method, str):
         return None
-    hooks = RPC_HOOKS.get(method)
+    hooks = _hooks_of(method)
     exact = hooks is not None
     if hooks is None:
-        hooks = RPC_HOOKS.get(_normalized(method))
+        hooks = _hooks_of(_normalized(method))
         if hooks is None:
             return None
-    if hooks[0] not in active and hooks[1] not in active:
+    if not any(hook in active for hook in hooks):
         return None
     request_id = message.get("id")
     reply_id = request_id if valid_id(request_id) else None
@@ -227,6 +267,8 @@ def refusal(message: Any, active: Container[HookType]) -> dict[str, Any] | None:
         return error_response(None, INVALID_REQUEST, f"Invalid Request: {method} must be a request with an id")
     if not valid_id(request_id):
         return error_response(None, INVALID_REQUEST, "Invalid Request: the id must be a string or a number")
+    if method in LIST_HOOKS:
+        return None  # a list request with an id is always mapped: its params do not matter
     return error_response(reply_id, INVALID_PARAMS, f"Invalid params: the params of {method} do not have its shape")
 
 
@@ -295,8 +337,75 @@ def apply_pre(message: dict[str, Any], payload: Any) -> dict[str, Any]:
     return {**message, "params": params}
 
 
+def list_call(message: Any, active: Container[HookType]) -> HookType | None:
+    """The list hook that will see the result of ``message``, a list request, if it is active."""
+    if not is_request(message):
+        return None
+    hook = LIST_HOOKS.get(message["method"])
+    return hook if hook is not None and hook in active else None
+
+
+def list_payload(method: str, result: Any) -> Any:
+    """The list hook's payload for one page of ``method``'s result; None if it does not have the page's shape."""
+    key, field = _LIST_FIELDS[method]
+    if not isinstance(result, dict):
+        return None
+    # A page without its entries offers a client nothing to use: an empty page.
+    entries = result.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        return None
+    return _LIST_PAYLOADS[LIST_HOOKS[method]](**{field: entries})
+
+
+def apply_list(message: dict[str, Any], method: str, payload: Any) -> dict[str, Any]:
+    """``message`` with its page's entries replaced by what ``payload`` holds."""
+    key, field = _LIST_FIELDS[method]
+    entries = getattr(payload, field)
+    if not entries and key not in message["result"]:
+        return message
+    return {**message, "result": {**message["result"], key: entries}}
+
+
+def server_payload(message: dict[str, Any]) -> ServerMessagePayload | None:
+    """The ``server_message`` payload of a notification or request; None if ``message`` is neither."""
+    method, params = message.get("method"), message.get("params", {})
+    if not isinstance(method, str) or not isinstance(params, dict):
+        return None
+    request_id = message.get("id")
+    return ServerMessagePayload(method=method, params=params, id=request_id if valid_id(request_id) else None)
+
+
+def apply_message(message: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """``message`` with what a changed ``server_message`` or ``client_message`` payload holds."""
+    updated = dict(message)
+    if payload.method is not None:
+        updated["method"] = payload.method
+    if payload.params is not None and (payload.params or "params" in message):
+        updated["params"] = payload.params
+    if isinstance(payload, ClientMessagePayload) and "result" in message:
+        updated["result"] = payload.result
+    return updated
+
+
+def client_payload(message: Any) -> ClientMessagePayload | None:
+    """The ``client_message`` payload of a message no other hook maps; None if it is no JSON-RPC message."""
+    if not isinstance(message, dict):
+        return None
+    request_id = message.get("id")
+    reply_id = request_id if valid_id(request_id) else None
+    method = message.get("method")
+    if isinstance(method, str):
+        params = message.get("params")
+        return ClientMessagePayload(method=method, params=params if isinstance(params, dict) else None, id=reply_id)
+    if "result" in message:
+        return ClientMessagePayload(result=message["result"], id=reply_id)
+    return None
+
+
 def post_payload(pending: PendingCall, result: Any) -> Any:
-    """The response hook's payload for a successful ``result``."""
+    """The response hook's payload for a successful ``result``; None for a list page of the wrong shape."""
+    if pending.method in LIST_HOOKS:
+        return list_payload(pending.method, result)
     if pending.post_hook is HookType.TOOL_POST_INVOKE:
         return ToolPostInvokePayload(name=pending.name, result=result)
     if pending.post_hook is HookType.PROMPT_POST_FETCH:
@@ -311,8 +420,10 @@ def post_result(payload: Any) -> Any:
     return payload.result
 
 
-def apply_post(message: dict[str, Any], payload: Any) -> dict[str, Any]:
+def apply_post(message: dict[str, Any], pending: PendingCall, payload: Any) -> dict[str, Any]:
     """``message`` with its result replaced by what ``payload`` holds."""
+    if pending.method in LIST_HOOKS:
+        return apply_list(message, pending.method, payload)
     return {**message, "result": post_result(payload)}
 
 

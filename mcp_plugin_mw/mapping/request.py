@@ -65,6 +65,9 @@ class RequestSide:
         # in JSON-RPC: (id, method, protocol) and whether they came as a batch.
         self.rpc_requests: list[tuple[Any, str, str | None]] = []
         self.rpc_batch = False
+        # Whether the body held JSON-RPC messages (read as such): only then may
+        # the response hold the server's own messages for ``server_message``.
+        self.rpc_seen = False
         self._declared: list[str] | None = None
         self._declared_read = False
 
@@ -158,6 +161,7 @@ class RequestSide:
             return decoded
         batch = isinstance(decoded, list)
         messages = decoded if batch else [decoded]
+        self.rpc_seen = True
         active, calls = self.active, self.calls
         version_header = header(forward.headers, "mcp-protocol-version")
         keys = [jsonrpc.id_key(m["id"]) if jsonrpc.is_request(m) else None for m in messages]
@@ -169,6 +173,7 @@ class RequestSide:
         changed = False
         renamed: str | None = None
         reused = _reused(keys, messages) if batch else set()
+        watch_messages = HookType.CLIENT_MESSAGE in active
         for key, message in zip(keys, messages, strict=True):
             if isinstance(message, list) and _holds_call(message):
                 # Not JSON-RPC, but an app that flattens batches would run it.
@@ -179,11 +184,30 @@ class RequestSide:
             mapped = jsonrpc.pre_call(message, active)
             if mapped is None:
                 refused = jsonrpc.refusal(message, active)
-                if refused is None:
-                    kept.append(message)
-                else:
+                if refused is not None:
                     changed = True
                     calls.injected.append(refused)
+                    continue
+                if watch_messages:
+                    outcome = yield from self._on_client_message(message, batch, version_header)
+                    if outcome is None:
+                        changed = True
+                        continue  # dropped, or answered by the middleware
+                    if outcome is not message:
+                        message, changed = outcome, True
+                        key = jsonrpc.id_key(message["id"]) if jsonrpc.is_request(message) else None
+                listed = jsonrpc.list_call(message, active)
+                if listed is not None:
+                    if key in reused:
+                        changed = True
+                        detail = f"Invalid Request: id {message['id']!r} is used by more than one request in this batch"
+                        calls.injected.append(jsonrpc.error_response(message["id"], jsonrpc.INVALID_REQUEST, detail))
+                        continue
+                    protocol = jsonrpc.protocol_version(message, version_header)
+                    calls.pending[key] = jsonrpc.PendingCall(
+                        message["id"], message["method"], message["method"], listed, protocol, self.context
+                    )
+                kept.append(message)
                 continue
             if key in reused:
                 # Responses are matched to requests by id: with two requests
@@ -218,6 +242,10 @@ class RequestSide:
         if not kept and calls.injected:
             replies = calls.take_injected()
             return Reply(*rpc_reply(replies if batch else replies[0]))
+        if not kept and changed:
+            # Only notifications and responses, all dropped: accepted, as the
+            # server would have, and the app never sees them.
+            return Reply(202, [("content-length", "0")], b"")
         if not changed:
             return forward
         if renamed is not None and not batch and header(forward.headers, "mcp-name") is not None:
@@ -225,9 +253,32 @@ class RequestSide:
         forward.body = jsonrpc.encode(kept if batch else kept[0])
         return forward
 
+    def _on_client_message(self, message: Any, batch: bool, version_header: str | None) -> Steps:
+        """Run ``client_message`` on one message: the message to forward (maybe changed), or None.
+
+        None when a plugin blocked it: a request is answered with the block
+        (left in :attr:`Calls.injected`), a notification or a response is
+        dropped.
+        """
+        payload = jsonrpc.client_payload(message)
+        if payload is None:
+            return message
+        context = dataclasses.replace(self.context, plugin_contexts={}) if batch else self.context
+        result = yield HookType.CLIENT_MESSAGE, payload, context
+        if not result.continue_processing:
+            if jsonrpc.is_request(message):
+                protocol = jsonrpc.protocol_version(message, version_header)
+                self.calls.injected.append(self.blocked(message["id"], message["method"], result.violation, protocol))
+            return None
+        if result.modified_payload is None:
+            return message
+        return jsonrpc.apply_message(message, result.modified_payload)
+
     def _names_no_watched_method(self, body: bytes) -> bool:
         if HookType.HTTP_POST_REQUEST in self.active:
             return False  # its block is answered in JSON-RPC: the requests must be known
+        if not self.active.isdisjoint(jsonrpc.MESSAGE_HOOK_TYPES):
+            return False  # every message is watched
         declared = self.declared_charsets()
         return declared is not None and _names_no_watched_method(_shortcut(self.active)[2], declared, body)
 
@@ -336,12 +387,13 @@ def _shortcut(active: frozenset[HookType]) -> tuple[bool, bool, tuple[bytes, ...
     The stems are the first segments (``b"tools"``) of the mapped methods
     whose hooks are active.
     """
-    stems = tuple(
-        method.partition("/")[0].encode()
-        for method, (pre, post) in jsonrpc.RPC_HOOKS.items()
-        if pre in active or post in active
-    )
-    return active.isdisjoint(HTTP_HOOK_TYPES), not active.isdisjoint(jsonrpc.RESPONSE_HOOK_TYPES), stems
+    watched = [method for method, (pre, post) in jsonrpc.RPC_HOOKS.items() if pre in active or post in active]
+    watched += [method for method, hook in jsonrpc.LIST_HOOKS.items() if hook in active]
+    stems = tuple(dict.fromkeys(method.partition("/")[0].encode() for method in watched))
+    # Every message is watched by the message hooks: nothing passes unread.
+    possible = active.isdisjoint(HTTP_HOOK_TYPES) and active.isdisjoint(jsonrpc.MESSAGE_HOOK_TYPES)
+    watches_get = not active.isdisjoint(jsonrpc.RESPONSE_HOOK_TYPES)
+    return possible, watches_get, stems
 
 
 def _rpc_requests(messages: list[Any], version_header: str | None) -> list[tuple[Any, str, str | None]]:

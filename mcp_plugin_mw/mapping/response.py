@@ -20,7 +20,7 @@ from . import jsonrpc
 from .http import Headers, header, is_identity, media_type, problem, replace_header, rpc_reply
 from .request import RequestSide
 from .sse import SSEEvent, SSEEventTooLarge, SSEParser, encode_event, reencode
-from .state import Reply, ResponseMode, Steps, failure
+from .state import Recall, Remember, Reply, ResponseMode, Steps, failure
 
 __all__ = ["ResponseSide"]
 
@@ -29,6 +29,10 @@ _RESULT_SHAPES = (
     ("content", HookType.TOOL_POST_INVOKE),
     ("messages", HookType.PROMPT_POST_FETCH),
     ("contents", HookType.RESOURCE_POST_FETCH),
+    ("tools", HookType.TOOL_POST_LIST),
+    ("prompts", HookType.PROMPT_POST_LIST),
+    ("resources", HookType.RESOURCE_POST_LIST),
+    ("resourceTemplates", HookType.RESOURCE_POST_LIST),
 )
 # Charsets in which clients and the plugins read a body alike: JSON's own
 # (RFC 8259 and json.detect_encoding); an event stream is UTF-8 only.
@@ -37,6 +41,8 @@ _JSON_CHARSETS |= {"utf-32-le", "utf-32-be"}
 _STREAM_CHARSETS = frozenset({"utf-8", "ascii"})
 _UNMATCHED: Any = object()
 """The key of a response id no request can have (an array, an object, a boolean)."""
+_DROPPED: Any = object()
+"""What a message a plugin blocked becomes: nothing goes out in its place."""
 
 
 class ResponseSide:
@@ -54,6 +60,10 @@ class ResponseSide:
         self.context = requests.context
         self.calls = requests.calls
         self.requests = requests
+        self.watch_server = HookType.SERVER_MESSAGE in requests.active
+        # Calls a stream leaves unanswered are kept per MCP session, so a
+        # result resumed on another stream finds its call (see pending.py).
+        self.session = header(requests.request.headers, "mcp-session-id")
         self.sse: SSEParser | None = None
         self.replacement: Reply | None = None
         # An event stream that answers no request of its own (a GET): results
@@ -83,14 +93,17 @@ class ResponseSide:
             # type that merely starts with "application/json" as JSON.
             if kind == "application/json" or self.calls.pending or status in (200, 202, 204):
                 return ResponseMode.BUFFER
-        if (
-            streaming
-            and self.request.method.upper() == "GET"
-            and not self.active.isdisjoint(jsonrpc.RESPONSE_HOOK_TYPES)
-        ):
+        is_get = self.request.method.upper() == "GET"
+        if streaming and (self.watch_server or (is_get and not self.active.isdisjoint(jsonrpc.RESPONSE_HOOK_TYPES))):
+            if self._unreadable(headers, content_types, streaming) is not None:
+                self.replacement = self._uninspectable("an event stream the plugins cannot read")
+                return ResponseMode.REPLACE
             self.sse = SSEParser(self.settings.max_response_bytes)
-            self.resumed = True
+            self.resumed = is_get
             return ResponseMode.STREAM
+        if self.watch_server and kind == "application/json" and self.requests.rpc_seen:
+            # A batch of the server's own messages may come as JSON.
+            return ResponseMode.BUFFER
         if not streaming and HookType.HTTP_POST_REQUEST in self.active:
             return ResponseMode.BUFFER
         return ResponseMode.PASS
@@ -139,7 +152,7 @@ class ResponseSide:
     def on_response(self, status: int, headers: Headers, body: bytes) -> Steps:
         """Run the response hooks on a buffered response; returns the :class:`Reply` to send."""
         reply = Reply(status, headers, body)
-        if self.calls:
+        if self.calls or (self.watch_server and self.requests.rpc_seen):
             reply = yield from self._on_rpc_response(reply)
         if HookType.HTTP_POST_REQUEST in self.active:
             payload = HttpPostRequestPayload(
@@ -180,6 +193,9 @@ class ResponseSide:
             changed, batch = True, True
         if not changed:
             return reply
+        if not out:
+            # Every message was the server's own, and every one was blocked.
+            return Reply(202, [("content-length", "0")], b"")
         body = jsonrpc.encode(out if batch else out[0])
         headers = replace_header(reply.headers, "content-length", str(len(body)))
         return Reply(reply.status, replace_header(headers, "content-type", "application/json"), body)
@@ -190,20 +206,34 @@ class ResponseSide:
         out: list[Any] = []
         for message in messages:
             updated = yield from self._on_rpc_message(message)
-            changed = changed or updated is not None
-            out.append(message if updated is None else updated)
+            if updated is None:
+                out.append(message)
+                continue
+            changed = True
+            if updated is not _DROPPED:
+                out.append(updated)
         return out, changed
 
     def _on_rpc_message(self, message: Any) -> Steps:
-        """The changed message, or None when it goes out as it came."""
-        if not isinstance(message, dict) or "method" in message or "id" not in message:
-            return None  # requests and notifications of the server's own
-        if "result" not in message and "error" not in message:
+        """The changed message, :data:`_DROPPED`, or None when it goes out as it came."""
+        if not isinstance(message, dict):
+            return None
+        if "method" in message:
+            # A request or notification of the server's own.
+            if not self.watch_server:
+                return None
+            return (yield from self._on_server_message(message))
+        if "id" not in message or ("result" not in message and "error" not in message):
             return None
         request_id = message["id"]
         key = jsonrpc.id_key(request_id) if jsonrpc.valid_id(request_id) else _UNMATCHED
         call = self.calls.pending.pop(key, None) if key is not _UNMATCHED else None
+        if call is None and key is not _UNMATCHED and key not in self.calls.seen and self.session is not None:
+            # Maybe the answer to a call an earlier stream left unanswered.
+            call = yield Recall(self.session, key)
         if call is None:
+            if not self.calls and not self.resumed:
+                return None  # no call of this exchange can be answered by it
             if self.resumed:
                 if "result" in message and self._watched_result(message["result"]):
                     # Fail closed: the request (tool, prompt or resource) is not
@@ -229,18 +259,40 @@ class ResponseSide:
         if "result" not in message:
             return None  # the call failed: no result to inspect
         original = message["result"]
-        result = yield call.post_hook, jsonrpc.post_payload(call, original), call.context
+        payload = jsonrpc.post_payload(call, original)
+        if payload is None:
+            detail = f"a {call.method} result not of its schema's shape cannot be inspected by plugins"
+            return jsonrpc.error_response(call.id, jsonrpc.INTERNAL_ERROR, detail)
+        result = yield call.post_hook, payload, call.context
         if not result.continue_processing:
             return self.requests.blocked(call.id, call.method, result.violation, call.protocol_version)
         if result.modified_payload is None:
             return None
-        updated = jsonrpc.apply_post(message, result.modified_payload)
+        updated = jsonrpc.apply_post(message, call, result.modified_payload)
         new = updated["result"]
         if isinstance(original, dict) and "resultType" in original and isinstance(new, dict):
             # A plugin that rebuilds the result must not drop a field the
             # 2026-07-28 client requires.
             updated["result"] = {**new, "resultType": new.get("resultType", original["resultType"])}
         return updated
+
+    def _on_server_message(self, message: dict[str, Any]) -> Steps:
+        """Run ``server_message`` on a notification or request of the server's.
+
+        A blocked message is dropped: the client never sees it. A blocked
+        request (``sampling/createMessage``, ``elicitation/create``) is
+        dropped too, so the server's own timeout for it applies; the call
+        that asked for it goes on.
+        """
+        payload = jsonrpc.server_payload(message)
+        if payload is None:
+            return None
+        result = yield HookType.SERVER_MESSAGE, payload, self.context
+        if not result.continue_processing:
+            return _DROPPED
+        if result.modified_payload is None:
+            return None
+        return jsonrpc.apply_message(message, result.modified_payload)
 
     def _watched_result(self, result: Any) -> bool:
         """Whether ``result`` has the shape of a result a response hook watches."""
@@ -261,11 +313,13 @@ class ResponseSide:
         """
         sse = self.sse
         assert sse is not None
-        return (
-            not self.overflowed
-            and (not (self.calls.pending or self.resumed) or _answers_nothing(chunk))
-            and sse.skip_blocks(chunk)
-        )
+        return not self.overflowed and self._needs_nothing(chunk) and sse.skip_blocks(chunk)
+
+    def _needs_nothing(self, raw: bytes) -> bool:
+        """Whether the bytes of whole events provably hold nothing a hook watches (see :func:`_answers_nothing`)."""
+        if self.watch_server and not _names_no_method(raw):
+            return False
+        return not (self.calls.pending or self.resumed) or _answers_nothing(raw)
 
     def on_stream_chunk(self, chunk: bytes) -> Steps:
         """Transform one chunk of an event stream; returns the bytes to send now."""
@@ -275,21 +329,20 @@ class ResponseSide:
         assert sse is not None
         if self.overflowed:
             return b""
-        calls = self.calls
         try:
             events = sse.feed(chunk)
         except SSEEventTooLarge:
             return self._overflow()
         if len(events) == 1:
             event = events[0]
-            if not (calls.pending or self.resumed) or _answers_nothing(event.raw):
+            if self._needs_nothing(event.raw):
                 return event.raw
             return (yield from self._on_event(event))
         out: list[bytes] = []
         for event in events:
             # Whether anything is watched is asked per event: a result may
             # have answered the last pending call.
-            if not (calls.pending or self.resumed) or _answers_nothing(event.raw):
+            if self._needs_nothing(event.raw):
                 out.append(event.raw)
             else:
                 out.append((yield from self._on_event(event)))
@@ -309,11 +362,15 @@ class ResponseSide:
         for event in [] if self.overflowed else self.sse.flush():
             out.append((yield from self._on_event(event)))
         out.append(_events(self.calls.take_injected()))
+        if self.calls.pending and self.session is not None and not self.overflowed:
+            # The stream ended before these were answered: the client may
+            # resume it elsewhere, and the results must find their calls.
+            yield Remember(self.session, tuple(self.calls.pending.values()))
+            self.calls.pending.clear()
         return b"".join(out)
 
     def _on_event(self, event: SSEEvent) -> Steps:
-        watching = bool(self.calls.pending or self.resumed)
-        if not watching or _answers_nothing(event.raw):
+        if self._needs_nothing(event.raw):
             return event.raw
         if not event.complete:
             # Some clients still dispatch an unterminated last event: httpx2,
@@ -333,12 +390,16 @@ class ResponseSide:
         if isinstance(message, list):
             # MCP 2025-03-26 lets the responses on a stream be batched.
             out, changed = yield from self._on_rpc_messages(message)
-            return reencode(event, jsonrpc.encode(out)) if changed else event.raw
+            if not changed:
+                return event.raw
+            return reencode(event, jsonrpc.encode(out)) if out else b""
         if not isinstance(message, dict):
             return event.raw
         updated = yield from self._on_rpc_message(message)
         if updated is None:
             return event.raw
+        if updated is _DROPPED:
+            return b""  # the whole event: its id is the server's to replay
         return reencode(event, jsonrpc.encode(updated))
 
 
@@ -375,6 +436,14 @@ def _answers_nothing(raw: bytes) -> bool:
     above. The same holds for the bytes of several events at once.
     """
     return raw.find(b'"result"') < 0 and raw.find(b'"error"') < 0 and raw.find(b"\\") < 0 and raw.find(b"\0") < 0
+
+
+def _names_no_method(raw: bytes) -> bool:
+    """Whether the bytes of events provably hold no message with a ``method``: nothing for ``server_message``.
+
+    The reasoning of :func:`_answers_nothing`, for the member name ``"method"``.
+    """
+    return raw.find(b'"method"') < 0 and raw.find(b"\\") < 0 and raw.find(b"\0") < 0
 
 
 def _events(messages: list[dict[str, Any]]) -> bytes:

@@ -16,14 +16,33 @@ from collections.abc import Generator
 from typing import Any
 
 from ..manager import PluginStartError
-from ..models import GlobalContext, HookResult, HookType
+from ..models import GlobalContext, HookType
 from . import jsonrpc
 from .http import Headers
 
-__all__ = ["Calls", "Forward", "Reply", "Request", "ResponseMode", "Steps", "failure"]
+__all__ = ["Calls", "Forward", "Recall", "Remember", "Reply", "Request", "ResponseMode", "Steps", "failure"]
 
-Steps = Generator[tuple[HookType, Any, GlobalContext], HookResult, Any]
-"""A sans-IO step: yields ``(hook, payload, context)``, is sent the hook's result."""
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Recall:
+    """A step asking for the call remembered in ``session`` under ``key`` (taken, so once); sent the call or None."""
+
+    session: str
+    key: Any
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Remember:
+    """A step asking to keep ``calls``, still unanswered when their stream ended, for ``session``; sent None."""
+
+    session: str
+    calls: tuple[jsonrpc.PendingCall, ...]
+
+
+Step = tuple[HookType, Any, GlobalContext] | Recall | Remember
+Steps = Generator[Step, Any, Any]
+"""A sans-IO step: yields ``(hook, payload, context)`` and is sent the hook's :class:`HookResult`,
+or yields a :class:`Recall` or :class:`Remember` for the driver's store of unanswered calls."""
 
 
 @dataclasses.dataclass(slots=True)
