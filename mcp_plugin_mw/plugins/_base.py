@@ -5,7 +5,7 @@ Text filtering over payloads
 The machinery shared by the content plugins (PII, secrets, deny list, regex
 rewriting): a walker that applies a ``str -> str`` function to the text a
 payload carries, and :class:`TextFilterPlugin`, which turns such a function
-into hook methods for every hook.
+into hook methods for every hook but the list hooks.
 
 Which strings are text:
 
@@ -24,7 +24,49 @@ Which strings are text:
 * HTTP bodies: JSON (a JSON media type, or no ``content-type`` and a body
   that starts with ``{`` or ``[``) is parsed, walked and re-encoded; ``text/*``
   is filtered as text in its charset; compressed and other bodies are left
-  alone.
+  alone;
+* server messages (``server_message``) and other client messages
+  (``client_message``): their ``params``, by method:
+
+  - ``notifications/progress``: ``message``;
+  - ``notifications/message`` (logging): every string in ``data`` at any
+    depth (keys are left alone), and ``logger``; ``level`` is left alone;
+  - ``sampling/createMessage``: ``systemPrompt`` and each message's
+    ``content`` (one item or a list): ``text`` and ``resource`` items as
+    for tool content, a ``tool_use`` item's ``input`` (every string, as for
+    tool arguments), a ``tool_result`` item's ``content`` items and
+    ``structuredContent``; ``tools``, ``metadata``, ``stopSequences`` and
+    ``modelPreferences`` are left alone;
+  - ``elicitation/create``: ``message`` and every string in
+    ``requestedSchema`` (titles, descriptions, ``enum`` / ``enumNames``
+    values, ``oneOf`` / ``anyOf`` ``const`` and ``title``, defaults), except
+    the JSON Schema keywords ``type``, ``format``, ``pattern`` and
+    ``required`` (property names are keys, left alone); a URL-mode ``url`` as
+    a resource URI is (below);
+  - ``completion/complete``: ``argument.value`` and the values of
+    ``context.arguments`` (``ref`` is left alone);
+  - ``notifications/tasks/status``: ``statusMessage``;
+  - ``initialize`` and ``logging/setLevel``: nothing (versions,
+    capabilities, a level);
+  - any other method: every string at any depth except under the protocol
+    keys below;
+
+  and a client's response ``result``, by shape: a sampling result
+  (``model`` and ``content``): its ``content`` as for sampling messages
+  (``model``, ``role`` and ``stopReason`` are left alone); an elicitation
+  result (``action``): the values of ``content`` (strings and string
+  arrays); a task (``taskId`` and ``status``), ``{"task": ...}`` or
+  ``{"tasks": [...]}``: ``statusMessage``; anything else (``roots``, ...):
+  every string except under the protocol keys.
+
+  The protocol keys, never filtered, at any depth: ``_meta``; the opaque
+  identifiers a peer echoes back (``progressToken``, ``cursor``,
+  ``nextCursor``, ``requestId``, ``taskId``, ``elicitationId``,
+  ``toolUseId``), which a secrets filter's entropy check could otherwise
+  redact and so break pagination or correlation; and the discriminators
+  ``type``, ``role`` and ``mimeType``, whose values are enumerations. A
+  ``uri`` or ``url`` value is filtered only as resource request URIs are:
+  for plugins that block or :attr:`~TextFilterPlugin.rewrites_uris`.
 
 The walker keeps identity: when the function changes nothing, the very same
 payload object comes back, so the executor records the plugin as "passed";
@@ -42,6 +84,7 @@ import orjson
 
 from ..models import (
     Category,
+    ClientMessagePayload,
     HookType,
     HttpPostRequestPayload,
     HttpPreRequestPayload,
@@ -52,6 +95,7 @@ from ..models import (
     PromptPrehookPayload,
     ResourcePostFetchPayload,
     ResourcePreFetchPayload,
+    ServerMessagePayload,
     ToolPostInvokePayload,
     ToolPreInvokePayload,
 )
@@ -64,9 +108,11 @@ __all__ = [
     "config_error",
     "counted",
     "labels",
+    "map_client_result",
     "map_content_item",
     "map_http_body",
     "map_json",
+    "map_message_params",
     "map_prompt_result",
     "map_resource_result",
     "map_tool_result",
@@ -283,6 +329,198 @@ def _map_text_body(body: bytes, charset: str, fn: TextFunction) -> bytes:
 
 
 # --------------------------------------------------------------------------
+# Server and client messages
+# --------------------------------------------------------------------------
+
+_PROTOCOL_KEYS = frozenset(
+    {
+        "_meta",
+        "progressToken",
+        "cursor",
+        "nextCursor",
+        "requestId",
+        "taskId",
+        "elicitationId",
+        "toolUseId",
+        "type",
+        "role",
+        "mimeType",
+    }
+)
+"""Keys whose values generic message walks leave alone, at any depth (see the module docstring)."""
+
+_URI_KEYS = frozenset({"uri", "url"})
+"""Keys whose values generic message walks filter only when URIs are."""
+
+_SCHEMA_KEYWORDS = frozenset({"type", "format", "pattern", "required", "$schema", "$id", "$ref"})
+"""JSON Schema keywords whose values are not text (``required`` lists property names)."""
+
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions"})
+"""JSON Schema keywords mapping names (keys, left alone) to subschemas."""
+
+_ParamsMap = Callable[[dict[str, Any], TextFunction, bool], dict[str, Any]]
+
+
+def _map_entries(mapping: dict[str, Any], fn: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """``mapping`` with each value replaced by ``fn(key, value)``; the same dict if nothing changed."""
+    copied: dict[str, Any] | None = None
+    for key, item in mapping.items():
+        new = fn(key, item)
+        if new is not item:
+            if copied is None:
+                copied = dict(mapping)
+            copied[key] = new
+    return mapping if copied is None else copied
+
+
+def _map_message_json(value: Any, fn: TextFunction, uri: bool) -> Any:
+    """Every string in ``value`` except under the protocol keys (and URI keys unless ``uri``)."""
+    kind = type(value)
+    if kind is str:
+        return _map_text(value, fn)
+    if kind is list:
+        return _map_items(value, lambda item: _map_message_json(item, fn, uri))
+    if kind is dict:
+
+        def entry(key: str, item: Any) -> Any:
+            if key in _PROTOCOL_KEYS or (not uri and key in _URI_KEYS):
+                return item
+            return _map_message_json(item, fn, uri)
+
+        return _map_entries(value, entry)
+    return value
+
+
+def _map_schema(value: Any, fn: TextFunction) -> Any:
+    """The strings of a JSON Schema (an elicitation's ``requestedSchema``) that people read."""
+    kind = type(value)
+    if kind is str:
+        return _map_text(value, fn)
+    if kind is list:
+        return _map_items(value, lambda item: _map_schema(item, fn))
+    if kind is dict:
+
+        def entry(key: str, item: Any) -> Any:
+            if key in _SCHEMA_KEYWORDS:
+                return item
+            if key in _SCHEMA_MAPS and type(item) is dict:
+                return _map_entries(item, lambda _name, schema: _map_schema(schema, fn))
+            return _map_schema(item, fn)
+
+        return _map_entries(value, entry)
+    return value
+
+
+def _map_sampling_block(item: Any, fn: TextFunction) -> Any:
+    """One sampling content item: text, embedded resource, tool use input, tool result."""
+    if type(item) is not dict:
+        return item
+    kind = item.get("type")
+    if kind == "tool_use":
+        return _map_key(item, "input", lambda value: map_json(value, fn))
+    if kind == "tool_result":
+        item = _map_key(item, "content", lambda items: _map_items(items, lambda i: map_content_item(i, fn)))
+        return _map_key(item, "structuredContent", lambda value: map_json(value, fn))
+    return map_content_item(item, fn)
+
+
+def _map_sampling_content(content: Any, fn: TextFunction) -> Any:
+    """A sampling message's or result's ``content``: one item or a list of items."""
+    return _map_items(content, lambda item: _map_sampling_block(item, fn))
+
+
+def _progress_params(params: dict[str, Any], fn: TextFunction, uri: bool) -> dict[str, Any]:
+    return _map_key(params, "message", lambda text: _map_text(text, fn))
+
+
+def _log_params(params: dict[str, Any], fn: TextFunction, uri: bool) -> dict[str, Any]:
+    params = _map_key(params, "data", lambda data: map_json(data, fn))
+    return _map_key(params, "logger", lambda text: _map_text(text, fn))
+
+
+def _sampling_params(params: dict[str, Any], fn: TextFunction, uri: bool) -> dict[str, Any]:
+    def message(item: Any) -> Any:
+        if type(item) is not dict:
+            return item
+        return _map_key(item, "content", lambda content: _map_sampling_content(content, fn))
+
+    params = _map_key(params, "messages", lambda messages: _map_items(messages, message))
+    return _map_key(params, "systemPrompt", lambda text: _map_text(text, fn))
+
+
+def _elicitation_params(params: dict[str, Any], fn: TextFunction, uri: bool) -> dict[str, Any]:
+    params = _map_key(params, "message", lambda text: _map_text(text, fn))
+    params = _map_key(params, "requestedSchema", lambda schema: _map_schema(schema, fn))
+    if uri:
+        params = _map_key(params, "url", lambda text: _map_text(text, fn))
+    return params
+
+
+def _completion_params(params: dict[str, Any], fn: TextFunction, uri: bool) -> dict[str, Any]:
+    def argument(value: Any) -> Any:
+        return _map_key(value, "value", lambda text: _map_text(text, fn)) if type(value) is dict else value
+
+    def context(value: Any) -> Any:
+        return _map_key(value, "arguments", lambda args: map_json(args, fn)) if type(value) is dict else value
+
+    params = _map_key(params, "argument", argument)
+    return _map_key(params, "context", context)
+
+
+def _task(value: Any, fn: TextFunction) -> Any:
+    if type(value) is not dict:
+        return value
+    return _map_key(value, "statusMessage", lambda text: _map_text(text, fn))
+
+
+def _task_params(params: dict[str, Any], fn: TextFunction, uri: bool) -> dict[str, Any]:
+    return _map_key(params, "statusMessage", lambda text: _map_text(text, fn))
+
+
+def _no_text(params: dict[str, Any], fn: TextFunction, uri: bool) -> dict[str, Any]:
+    return params
+
+
+_PARAMS_BY_METHOD: dict[str, _ParamsMap] = {
+    "notifications/progress": _progress_params,
+    "notifications/message": _log_params,
+    "sampling/createMessage": _sampling_params,
+    "elicitation/create": _elicitation_params,
+    "completion/complete": _completion_params,
+    "notifications/tasks/status": _task_params,
+    "initialize": _no_text,
+    "logging/setLevel": _no_text,
+}
+"""How the ``params`` of known methods are filtered; other methods' by :func:`_map_message_json`."""
+
+
+def map_message_params(method: str | None, params: Any, fn: TextFunction, *, uri: bool = False) -> Any:
+    """Filter a server or client message's ``params`` according to its ``method``."""
+    if type(params) is not dict:
+        return params if params is None else _map_message_json(params, fn, uri)
+    mapper = _PARAMS_BY_METHOD.get(method) if method is not None else None
+    if mapper is None:
+        return _map_message_json(params, fn, uri)
+    return mapper(params, fn, uri)
+
+
+def map_client_result(result: Any, fn: TextFunction, *, uri: bool = False) -> Any:
+    """Filter a client's response to a server request, recognised by its shape."""
+    if type(result) is dict:
+        if "action" in result:
+            return _map_key(result, "content", lambda content: map_json(content, fn))
+        if "model" in result and "content" in result:
+            return _map_key(result, "content", lambda content: _map_sampling_content(content, fn))
+        if "taskId" in result and "status" in result:
+            return _task(result, fn)
+        if type(result.get("task")) is dict:
+            return _map_key(result, "task", lambda task: _task(task, fn))
+        if type(result.get("tasks")) is list:
+            return _map_key(result, "tasks", lambda tasks: _map_items(tasks, lambda task: _task(task, fn)))
+    return _map_message_json(result, fn, uri)
+
+
+# --------------------------------------------------------------------------
 # Payloads
 # --------------------------------------------------------------------------
 
@@ -290,7 +528,8 @@ def _map_text_body(body: bytes, charset: str, fn: TextFunction) -> bytes:
 def transform_payload(payload: _T, fn: TextFunction, *, uri: bool = False) -> _T:
     """Apply ``fn`` to the text ``payload`` carries; ``payload`` itself if nothing changed.
 
-    :param uri: also filter ``ResourcePreFetchPayload.uri``.
+    :param uri: also filter ``ResourcePreFetchPayload.uri`` and the URIs in
+        server and client messages.
     """
     field: str
     old: Any
@@ -315,6 +554,19 @@ def transform_payload(payload: _T, fn: TextFunction, *, uri: bool = False) -> _T
     elif isinstance(payload, HttpPreRequestPayload | HttpPostRequestPayload):
         field, old = "body", payload.body
         new = map_http_body(old, payload.headers, fn)
+    elif isinstance(payload, ServerMessagePayload):
+        field, old = "params", payload.params
+        new = map_message_params(payload.method, old, fn, uri=uri)
+    elif isinstance(payload, ClientMessagePayload):
+        update: dict[str, Any] = {}
+        params = map_message_params(payload.method, payload.params, fn, uri=uri)
+        if params is not payload.params:
+            update["params"] = params
+        if payload.result is not None:
+            result = map_client_result(payload.result, fn, uri=uri)
+            if result is not payload.result:
+                update["result"] = result
+        return payload.model_copy(update=update) if update else payload
     else:
         return payload
     if new is old:
@@ -334,9 +586,13 @@ MCP_HOOKS = (
     HookType.PROMPT_POST_FETCH,
     HookType.RESOURCE_PRE_FETCH,
     HookType.RESOURCE_POST_FETCH,
+    HookType.SERVER_MESSAGE,
+    HookType.CLIENT_MESSAGE,
 )
 """The hooks text filters use unless configured: list ``http_pre_request`` /
-``http_post_request`` to filter plain HTTP bodies as well."""
+``http_post_request`` to filter plain HTTP bodies as well. The list hooks
+(``tool_post_list``, ...) are not among them: the walker has no text for
+their payloads."""
 
 
 class TextFilterPlugin(Plugin):
@@ -404,6 +660,14 @@ class TextFilterPlugin(Plugin):
 
     def resource_post_fetch(self, payload: ResourcePostFetchPayload, context: PluginContext) -> PluginResult | None:
         """Filter the resource's text contents."""
+        return self.process(payload)
+
+    def server_message(self, payload: ServerMessagePayload, context: PluginContext) -> PluginResult | None:
+        """Filter a server's notification or request (progress, log, sampling, elicitation, ...)."""
+        return self.process(payload)
+
+    def client_message(self, payload: ClientMessagePayload, context: PluginContext) -> PluginResult | None:
+        """Filter a client's notification or request, or its answer to a sampling or elicitation request."""
         return self.process(payload)
 
     def http_pre_request(self, payload: HttpPreRequestPayload, context: PluginContext) -> PluginResult | None:
