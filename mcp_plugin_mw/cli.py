@@ -13,13 +13,22 @@ Command line
 ``mcp-plugin-mw serve-plugin CLASS_PATH``
     Host one plugin out of process over protocol 1 (see
     :mod:`mcp_plugin_mw.serve`).
+
+``mcp-plugin-mw tool-hashes URL [--header K=V ...]``
+    Connect to an MCP server over Streamable HTTP, list its tools (every
+    page) and print ``name  sha256`` per tool, hashed as the ``tool_guard``
+    plugin pins them, for its ``approved:`` setting. Tools in which the
+    guard's scan finds something are named on stderr.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -167,3 +176,84 @@ def serve_plugin(
         raise click.ClickException("\n  ".join([f"{class_path}: invalid configuration", *exc.problems])) from None
     except PluginLoadError as exc:
         raise click.ClickException(f"{class_path}: {exc}") from None
+
+
+_MAX_PAGES = 1000
+
+
+@main.command("tool-hashes")
+@click.argument("url")
+@click.option("--header", "headers", multiple=True, metavar="K=V", help="An HTTP header to send; repeatable.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each HTTP exchange.")
+def tool_hashes(url: str, headers: tuple[str, ...], timeout: float) -> None:
+    """Print `name  sha256` for each tool of the MCP server at URL, for tool_guard's approved:."""
+    parsed: dict[str, str] = {}
+    for header in headers:
+        name, sep, value = header.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected K=V, got {header!r}", param_hint="--header")
+        parsed[name.strip()] = value.strip()
+    try:
+        import httpx2  # noqa: F401
+        import mcp  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(
+            f"tool-hashes needs the 'mcp' extra: pip install 'mcp-plugin-mw[mcp]' ({exc})"
+        ) from None
+    from .plugins.tool_guard import definition_findings, definition_hash
+
+    try:
+        tools = asyncio.run(_list_tools(url, parsed, timeout))
+    except Exception as exc:
+        raise click.ClickException(f"{url}: {_leaf(exc)}") from None
+    for tool in tools:
+        # A name that would not survive a copy and paste (blanks, hidden characters) is printed JSON-quoted.
+        tool_name = tool.get("name")
+        plain = isinstance(tool_name, str) and tool_name.isprintable() and tool_name.split() == [tool_name]
+        shown = tool_name if plain else json.dumps(tool_name)
+        click.echo(f"{shown}  {definition_hash(tool)}")
+        findings = definition_findings(tool)
+        if findings:
+            click.echo(f"warning: tool {shown}: {', '.join(findings)}; review it before approving", err=True)
+
+
+async def _list_tools(url: str, headers: dict[str, str], timeout: float) -> list[dict[str, Any]]:
+    """Every tool definition the server lists, as sent (plain JSON, not the SDK's models)."""
+    import httpx2
+    from mcp import Client
+    from mcp import types as mcp_types
+    from mcp.client.streamable_http import streamable_http_client
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Page(BaseModel):
+        # The tools as plain dicts: hashing the SDK's models would drop the
+        # fields they do not know and so disagree with the guard.
+        model_config = ConfigDict(extra="allow")
+        tools: list[dict[str, Any]]
+        next_cursor: str | None = Field(default=None, alias="nextCursor")
+
+    tools: list[dict[str, Any]] = []
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(timeout)) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _page in range(_MAX_PAGES):
+            request = mcp_types.ListToolsRequest(params=mcp_types.PaginatedRequestParams(cursor=cursor))
+            page = await client.session.send_request(request, Page)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                return tools
+            if cursor in seen:
+                raise ValueError(f"the server repeated the cursor {cursor!r}")
+            seen.add(cursor)
+    raise ValueError(f"more than {_MAX_PAGES} pages of tools")
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups, as the SDK's task groups raise them."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
