@@ -1,0 +1,1 @@
+"""Fixtures for the MCP conformance suite test (``tests/test_conformance.py``)."""
