@@ -27,6 +27,8 @@ Runs the plugins subscribed to a hook, in order, on one payload:
   ``fail_on_plugin_error`` every failure blocks.
 * Category permissions: a change from a category that may not modify is
   dropped, a block from one that may not block is recorded and ignored.
+  On the list hooks, authorization plugins may modify too: they narrow
+  what a client is offered.
 * Concurrency: observability plugins run concurrently; with
   ``parallel_execution_within_band`` so do plugins of equal priority in the
   other categories that may not modify.
@@ -94,6 +96,7 @@ _ENTITY: dict[HookType, tuple[str, str]] = {
 
 
 _HOOK_NAMES = tuple(hook.value for hook in HookType)
+_LIST_HOOKS = frozenset({HookType.TOOL_POST_LIST, HookType.PROMPT_POST_LIST, HookType.RESOURCE_POST_LIST})
 
 
 class _Condition:
@@ -260,7 +263,9 @@ class Executor:
             timeout=config.timeout or self._settings.plugin_timeout,
             block_on_error=config.mode is PluginMode.ENFORCE or self._settings.fail_on_plugin_error,
             obey_violations=category.may_block and config.mode is not PluginMode.PERMISSIVE,
-            may_modify=category.may_modify,
+            # A list result is what a client is offered: authorization
+            # plugins may narrow it (hide what they would refuse).
+            may_modify=category.may_modify or (category is Category.AUTHORIZATION and hook in _LIST_HOOKS),
             conditions=tuple(_Condition(c) for c in config.conditions),
             sort_key=(category.order, config.priority, position),
         )

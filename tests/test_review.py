@@ -155,10 +155,7 @@ class MemoryEventStore(EventStore):
         return stream_id
 
 
-async def test_result_resumed_over_get_is_not_passed_unchecked() -> None:
-    # MCP 2025-11-25 polling: the server closes the POST stream and the client
-    # resumes it with GET and Last-Event-ID; the result then arrives on the
-    # GET stream. The official SDK client and server do exactly this.
+def polling_server() -> Any:
     server = MCPServer("review")
 
     @server.tool()
@@ -171,11 +168,28 @@ async def test_result_resumed_over_get_is_not_passed_unchecked() -> None:
     def plain() -> str:
         return "loud"
 
-    inner = server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=50)
-    with uvicorn_serving(mw.PluginMiddleware(inner, config=SHOUT)) as url:
+    return server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=50)
+
+
+async def test_a_result_resumed_over_get_is_inspected() -> None:
+    # MCP 2025-11-25 polling: the server closes the POST stream and the client
+    # resumes it with GET and Last-Event-ID; the result then arrives on the
+    # GET stream. The official SDK client and server do exactly this.
+    with uvicorn_serving(mw.PluginMiddleware(polling_server(), config=SHOUT)) as url:
         async with Client(streamable_http_client(url), mode="legacy") as mcp_client:
-            # The middleware does not know which tool the resumed result
-            # answers, so it fails closed rather than pass it unchecked.
+            # The call the POST stream left unanswered is found again: its
+            # result gets the response hook (Shout upper-cases it).
+            resumed = await asyncio.wait_for(mcp_client.call_tool("polled", {}), 10)
+            assert [item.text for item in resumed.content] == ["QUIET"]
+            assert [item.text for item in (await mcp_client.call_tool("plain", {})).content] == ["LOUD"]
+
+
+async def test_a_resumed_result_no_call_is_known_for_fails_closed() -> None:
+    # With nowhere to keep the unanswered call (the store forgets at once),
+    # the resumed result cannot be attributed: it is replaced, not passed.
+    config = {**SHOUT, "plugin_settings": {"pending_calls": {"ttl": 0.000001}}}
+    with uvicorn_serving(mw.PluginMiddleware(polling_server(), config=config)) as url:
+        async with Client(streamable_http_client(url), mode="legacy") as mcp_client:
             with pytest.raises(MCPError) as caught:
                 await asyncio.wait_for(mcp_client.call_tool("polled", {}), 10)
             assert caught.value.code == -32603

@@ -17,7 +17,14 @@ import enum
 import functools
 from typing import Any
 
-from ..models import GlobalContext, HookType, HttpPreRequestPayload, PluginSettings, PluginViolation
+from ..models import (
+    ClientMessagePayload,
+    GlobalContext,
+    HookType,
+    HttpPreRequestPayload,
+    PluginSettings,
+    PluginViolation,
+)
 from . import body as bodies
 from . import jsonrpc
 from .http import HTTP_HOOK_TYPES, header, is_identity, problem, replace_header, rpc_reply, violation_problem
@@ -221,6 +228,13 @@ class RequestSide:
             # Each member of a batch is its own exchange for the plugins: state
             # one member's pre hook leaves must reach only that member's post hook.
             context = dataclasses.replace(self.context, plugin_contexts={}) if batch else self.context
+            if watch_messages and isinstance(message["params"].get("inputResponses"), dict):
+                answered = yield from self._on_input_responses(message, context, protocol)
+                if answered is None:
+                    changed = True
+                    continue
+                if answered is not message:
+                    message, changed = answered, True
             if pre_hook in active:
                 result = yield pre_hook, payload, context
                 if not result.continue_processing:
@@ -273,6 +287,27 @@ class RequestSide:
         if result.modified_payload is None:
             return message
         return jsonrpc.apply_message(message, result.modified_payload)
+
+    def _on_input_responses(self, message: dict[str, Any], context: GlobalContext, protocol: str | None) -> Steps:
+        """Run ``client_message`` on each of a retried call's ``inputResponses`` (MCP 2026-07-28).
+
+        They are the client's answers to the server's sampling and elicitation
+        requests, as responses are in 2025-11-25. Returns the message
+        (changed, maybe), or None when a plugin blocked one: then the call is
+        answered with the block.
+        """
+        responses = message["params"]["inputResponses"]
+        updated: dict[str, Any] = {}
+        for key, response in responses.items():
+            result = yield HookType.CLIENT_MESSAGE, ClientMessagePayload(result=response, id=key), context
+            if not result.continue_processing:
+                self.calls.injected.append(self.blocked(message["id"], message["method"], result.violation, protocol))
+                return None
+            changed = result.modified_payload
+            updated[key] = response if changed is None else changed.result
+        if all(updated[key] is responses[key] for key in responses):
+            return message
+        return {**message, "params": {**message["params"], "inputResponses": updated}}
 
     def _names_no_watched_method(self, body: bytes) -> bool:
         if HookType.HTTP_POST_REQUEST in self.active:

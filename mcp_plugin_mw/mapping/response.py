@@ -259,6 +259,19 @@ class ResponseSide:
         if "result" not in message:
             return None  # the call failed: no result to inspect
         original = message["result"]
+        if self.watch_server and isinstance(original, dict) and isinstance(original.get("inputRequests"), dict):
+            asked = yield from self._on_input_requests(call, original)
+            if not isinstance(asked, dict) or "inputRequests" not in asked:
+                return asked  # blocked: the call's answer
+            if asked is not original:
+                message = {**message, "result": asked}
+                updated_inputs = yield from self._post_hook(call, message)
+                return message if updated_inputs is None else updated_inputs
+        return (yield from self._post_hook(call, message))
+
+    def _post_hook(self, call: jsonrpc.PendingCall, message: dict[str, Any]) -> Steps:
+        """Run the call's response hook on its result: the changed message, or None."""
+        original = message["result"]
         payload = jsonrpc.post_payload(call, original)
         if payload is None:
             detail = f"a {call.method} result not of its schema's shape cannot be inspected by plugins"
@@ -275,6 +288,29 @@ class ResponseSide:
             # 2026-07-28 client requires.
             updated["result"] = {**new, "resultType": new.get("resultType", original["resultType"])}
         return updated
+
+    def _on_input_requests(self, call: jsonrpc.PendingCall, result: dict[str, Any]) -> Steps:
+        """Run ``server_message`` on each request an ``input_required`` result embeds (MCP 2026-07-28).
+
+        They stand for the server's sampling and elicitation requests of
+        2025-11-25. Returns the result (changed, maybe), or the call's answer
+        when a plugin blocked one: the call cannot go on without it.
+        """
+        asked = result["inputRequests"]
+        updated: dict[str, Any] = {}
+        for key, request in asked.items():
+            payload = jsonrpc.server_payload(request) if isinstance(request, dict) else None
+            if payload is None:
+                updated[key] = request
+                continue
+            outcome = yield HookType.SERVER_MESSAGE, payload, call.context
+            if not outcome.continue_processing:
+                return self.requests.blocked(call.id, call.method, outcome.violation, call.protocol_version)
+            changed = outcome.modified_payload
+            updated[key] = request if changed is None else jsonrpc.apply_message(request, changed)
+        if all(updated[key] is asked[key] for key in asked):
+            return result
+        return {**result, "inputRequests": updated}
 
     def _on_server_message(self, message: dict[str, Any]) -> Steps:
         """Run ``server_message`` on a notification or request of the server's.

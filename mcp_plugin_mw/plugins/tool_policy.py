@@ -37,6 +37,12 @@ For policies that differ wholesale per user or tenant, list the plugin twice
 with different ``conditions`` instead.
 
 Refusals are violations with code ``POLICY_DENIED`` and HTTP status 403.
+
+List results (``tools/list``, ``prompts/list``, ``resources/list``,
+``resources/templates/list``) are narrowed by the same decision: a client is
+not offered what it may not call. Resource templates are matched by their
+``uriTemplate``. Hiding is no access control on its own: the calls are
+refused all the same.
 """
 
 from __future__ import annotations
@@ -51,8 +57,11 @@ from ..models import (
     PluginContext,
     PluginResult,
     PluginViolation,
+    PromptListPayload,
     PromptPrehookPayload,
+    ResourceListPayload,
     ResourcePreFetchPayload,
+    ToolListPayload,
     ToolPreInvokePayload,
 )
 from ..plugin import Plugin
@@ -143,6 +152,36 @@ class ToolPolicyPlugin(Plugin):
     def resource_pre_fetch(self, payload: ResourcePreFetchPayload, context: PluginContext) -> PluginResult | None:
         """Refuse a resource URI the policy does not allow."""
         return self._decide("resource", payload.uri, context.global_context)
+
+    def tool_post_list(self, payload: ToolListPayload, context: PluginContext) -> PluginResult | None:
+        """Hide the tools the policy does not allow."""
+        kept = self._allowed("tool", payload.tools, "name", context.global_context)
+        return None if kept is None else PluginResult(modified_payload=payload.model_copy(update={"tools": kept}))
+
+    def prompt_post_list(self, payload: PromptListPayload, context: PluginContext) -> PluginResult | None:
+        """Hide the prompts the policy does not allow."""
+        kept = self._allowed("prompt", payload.prompts, "name", context.global_context)
+        return None if kept is None else PluginResult(modified_payload=payload.model_copy(update={"prompts": kept}))
+
+    def resource_post_list(self, payload: ResourceListPayload, context: PluginContext) -> PluginResult | None:
+        """Hide the resources and resource templates the policy does not allow."""
+        shared = context.global_context
+        resources = self._allowed("resource", payload.resources, "uri", shared)
+        templates = self._allowed("resource", payload.resource_templates, "uriTemplate", shared)
+        if resources is None and templates is None:
+            return None
+        update = {"resources": resources, "resource_templates": templates}
+        return PluginResult(
+            modified_payload=payload.model_copy(update={k: v for k, v in update.items() if v is not None})
+        )
+
+    def _allowed(
+        self, kind: _Kind, entries: list[dict[str, object]], key: str, context: GlobalContext
+    ) -> list[dict[str, object]] | None:
+        """The entries whose ``key`` the policy allows, or None when that is all of them."""
+        # An entry without a name of its own cannot be called by it: hidden.
+        kept = [e for e in entries if isinstance(e.get(key), str) and self.is_allowed(kind, str(e[key]), context)]
+        return None if len(kept) == len(entries) else kept
 
     def is_allowed(self, kind: _Kind, name: str, context: GlobalContext) -> bool:
         """Whether ``name`` of ``kind`` (tool, prompt or resource) is allowed in ``context``."""
