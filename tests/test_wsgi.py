@@ -601,6 +601,22 @@ def test_sse_events_transformed_one_by_one(serve: Serve) -> None:
     }
 
 
+def test_server_messages_on_a_stream_reach_server_message(serve: Serve) -> None:
+    # Progress notifications are the server's own messages: with a plugin on
+    # server_message they are rewritten too; the result is left to its hook.
+    rewrite = {"name": "steps", "kind": "regex_replace", "hooks": ["server_message"]}
+    served = serve({"plugins": [{**rewrite, "config": {"rules": [{"search": "step", "replace": "stage"}]}}]})
+    answer = served.post("/mcp", call("progress", request_id=22, _meta={"progressToken": "p-1"}))
+    assert answer.status_code == 200
+    produced = split_events(served.recorder.produced[-1])
+    got = split_events(answer.content)
+    assert len(produced) == len(got) == 5
+    notes = [event_data(block) for block in got if b"notifications/progress" in block]
+    assert [note["params"]["message"] for note in notes] == ["stage 1", "stage 2"]
+    assert all(note["params"]["progressToken"] == "p-1" for note in notes)
+    assert got[4] == produced[4]  # the result, as the app sent it
+
+
 def test_first_sse_event_reaches_the_client_before_the_last_is_produced(serve: Serve) -> None:
     served = serve(TOOLS)
     gate = served.recorder.gate("g1")
