@@ -12,15 +12,11 @@ import asyncio
 import contextlib
 import gzip
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context, MCPServer
@@ -28,6 +24,7 @@ from mcp.server.streamable_http import EventMessage, EventStore, StreamableHTTPS
 from starlette.requests import Request as StarletteRequest
 
 import mcp_plugin_mw as mw
+from tests.fail_closed_support import uvicorn_on
 from tests.test_asgi import EchoApp, client, tools_call
 
 MASK = {"plugins": [{"name": "mask", "kind": "tests.mcp_plugins.MaskSecret"}]}
@@ -200,24 +197,9 @@ async def test_a_resumed_result_no_call_is_known_for_fails_closed() -> None:
 
 @contextlib.contextmanager
 def uvicorn_serving(app: Any) -> Iterator[str]:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
+    """Serve ``app`` with uvicorn on 127.0.0.1; yields the URL of its ``/mcp`` endpoint."""
+    with uvicorn_on(app) as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 async def test_get_stream_passes_what_no_response_hook_watches() -> None:

@@ -17,9 +17,6 @@ import hashlib
 import inspect
 import json
 import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,6 @@ from typing import Any
 import httpx2
 import pytest
 import redis
-import uvicorn
 from click.testing import CliRunner
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -43,6 +39,7 @@ from mcp_plugin_mw.plugins.tool_guard import (
     definition_findings,
     definition_hash,
 )
+from tests.fail_closed_support import uvicorn_on
 
 Managers = list[mw.PluginManager]
 
@@ -664,24 +661,8 @@ def redefine_echo(server: MCPServer, description: str) -> None:
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yields ``http://127.0.0.1:<port>``."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
+    with uvicorn_on(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def require_token(app: Any) -> Any:
