@@ -707,6 +707,21 @@ class PluginConfig(_ConfigModel):
         return self
 
 
+def check_redis_url(url: str, option: str) -> None:
+    """Raise ValueError unless the redis package is installed and ``url`` parses as a Redis URL.
+
+    ``option`` names the setting that chose Redis (``backend redis``), for the message.
+    """
+    try:
+        from redis.asyncio import ConnectionPool
+    except ImportError:
+        raise ValueError(f"{option} needs the redis package: pip install 'mcp-plugin-mw[redis]'") from None
+    try:
+        ConnectionPool.from_url(url)  # parses only; connections open on first use
+    except ValueError as exc:
+        raise ValueError(f"url {url!r}: {exc}") from None
+
+
 class PendingCallsSettings(_ConfigModel):
     """``plugin_settings.pending_calls:``, where calls still unanswered when their stream ends are kept.
 
@@ -726,10 +741,13 @@ class PendingCallsSettings(_ConfigModel):
 
     @model_validator(mode="after")
     def _url_matches_backend(self) -> PendingCallsSettings:
-        if self.backend == "redis" and not self.url:
+        if self.backend == "memory":
+            if self.url:
+                raise ValueError("url is only used with backend: redis")
+            return self
+        if not self.url:
             raise ValueError("backend redis needs a url (redis://host:port/db)")
-        if self.backend == "memory" and self.url:
-            raise ValueError("url is only used with backend: redis")
+        check_redis_url(self.url, "backend redis")
         return self
 
 

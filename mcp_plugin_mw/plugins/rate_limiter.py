@@ -90,6 +90,7 @@ from ..models import (
     PromptPrehookPayload,
     ResourcePreFetchPayload,
     ToolPreInvokePayload,
+    check_redis_url,
 )
 from ..plugin import Plugin
 from ._config import Settings, parse_config
@@ -121,14 +122,7 @@ class RateLimiterSettings(Settings):
             if "url" in self.model_fields_set:
                 raise ValueError("url is only used with backend: redis")
             return self
-        try:
-            from redis.asyncio import ConnectionPool
-        except ImportError:
-            raise ValueError("backend redis needs the redis package: pip install 'mcp-plugin-mw[redis]'") from None
-        try:
-            ConnectionPool.from_url(self.url)  # parses only; connections open on first use
-        except ValueError as exc:
-            raise ValueError(f"url {self.url!r}: {exc}") from None
+        check_redis_url(self.url, "backend redis")
         return self
 
 

@@ -151,7 +151,7 @@ import unicodedata
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, get_args
 from urllib.parse import quote
 
 from pydantic import Field, PlainValidator, model_validator
@@ -166,6 +166,7 @@ from ..models import (
     PromptListPayload,
     ResourceListPayload,
     ToolListPayload,
+    check_redis_url,
 )
 from ..plugin import Plugin
 from ._config import Settings, parse_config
@@ -201,15 +202,7 @@ Check = Literal[
 ]
 Kind = Literal["tool", "prompt", "resource", "resource_template"]
 
-CHECKS: tuple[Check, ...] = (
-    "tag_characters",
-    "zero_width_characters",
-    "bidi_controls",
-    "directive_block",
-    "override_instructions",
-    "local_file_access",
-    "exfiltration",
-)
+CHECKS: tuple[Check, ...] = get_args(Check)
 """Every kind of finding, in the order they are reported."""
 
 _KINDS: tuple[Kind, ...] = ("tool", "prompt", "resource", "resource_template")
@@ -516,14 +509,7 @@ class ToolGuardSettings(Settings):
                 if key in self.model_fields_set:
                     raise ValueError(f"{key} is only used with store: redis")
             return self
-        try:
-            from redis.asyncio import ConnectionPool
-        except ImportError:
-            raise ValueError("store redis needs the redis package: pip install 'mcp-plugin-mw[redis]'") from None
-        try:
-            ConnectionPool.from_url(self.url)  # parses only; connections open on first use
-        except ValueError as exc:
-            raise ValueError(f"url {self.url!r}: {exc}") from None
+        check_redis_url(self.url, "store redis")
         return self
 
 
