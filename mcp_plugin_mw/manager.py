@@ -164,7 +164,15 @@ class PluginManager:
             hook = HookType(hook)
         context = global_context or _new_context()
         span = telemetry.start(hook, context)
-        return self._finish(hook, context, span, await executor.run(hook, payload, context))
+        if span is None:
+            return self._finish(hook, context, await executor.run(hook, payload, context))
+        try:
+            result = await executor.run(hook, payload, context)
+        except BaseException as error:
+            telemetry.fail(span, error)  # the span ends on errors and cancellation too
+            raise
+        telemetry.finish(span, result)
+        return self._finish(hook, context, result)
 
     def invoke_sync(
         self,
@@ -186,11 +194,17 @@ class PluginManager:
             hook = HookType(hook)
         context = global_context or _new_context()
         span = telemetry.start(hook, context)
-        return self._finish(hook, context, span, executor.run_sync(hook, payload, context))
+        if span is None:
+            return self._finish(hook, context, executor.run_sync(hook, payload, context))
+        try:
+            result = executor.run_sync(hook, payload, context)
+        except BaseException as error:
+            telemetry.fail(span, error)
+            raise
+        telemetry.finish(span, result)
+        return self._finish(hook, context, result)
 
-    def _finish(self, hook: HookType, context: GlobalContext, span: Any, result: HookResult) -> HookResult:
-        if span is not None:
-            telemetry.finish(span, result)
+    def _finish(self, hook: HookType, context: GlobalContext, result: HookResult) -> HookResult:
         for observe in self._observers:
             try:
                 observe(hook, context, result)

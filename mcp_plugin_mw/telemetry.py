@@ -16,7 +16,7 @@ from typing import Any
 
 from .models import GlobalContext, HookResult, HookType
 
-__all__ = ["finish", "start"]
+__all__ = ["fail", "finish", "start"]
 
 try:
     from opentelemetry import trace as _trace
@@ -80,4 +80,10 @@ def finish(span: Any, result: HookResult) -> None:
     if result.violation is not None:
         span.set_attribute("mcp_plugin_mw.violation.code", result.violation.code)
         span.set_attribute("mcp_plugin_mw.violation.plugin", result.violation.plugin_name or "")
+    span.end()
+
+
+def fail(span: Any, error: BaseException) -> None:
+    """End the span of a hook invocation that raised (or was cancelled)."""
+    span.set_attribute("mcp_plugin_mw.error", type(error).__name__)
     span.end()
