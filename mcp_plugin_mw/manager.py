@@ -71,6 +71,8 @@ class PluginManager:
         self._ready = False
         self._closed = False
         self._initialized: list[Plugin] = []
+        # Callbacks of the operator's (metrics, say): they outlive reloads.
+        self._watchers: list[Callable[[HookType, GlobalContext, HookResult], object]] = []
         if self.config.plugin_settings.enabled:
             self._plugins = self._load(self.config)
         self._build()
@@ -125,7 +127,17 @@ class PluginManager:
         found = (getattr(plugin, "observe_result", None) for plugin in active)
         self._observers: list[Callable[[HookType, GlobalContext, HookResult], object]] = [
             observe for observe in found if callable(observe)
-        ]
+        ] + self._watchers
+
+    def add_observer(self, observe: Callable[[HookType, GlobalContext, HookResult], object]) -> None:
+        """Call ``observe(hook, context, result)`` after every hook invocation that ran plugins.
+
+        For bookkeeping (metrics, logs): it runs on the request's path, and an
+        exception it raises is logged, never passed to the request.
+        """
+        with self._lock:
+            self._watchers = [*self._watchers, observe]
+            self._build()
 
     def status(self) -> dict[str, PluginStatus]:
         """Each plugin's health, by name, in configuration order."""
@@ -210,7 +222,7 @@ class PluginManager:
                 observe(hook, context, result)
             except Exception:
                 # An observer is bookkeeping: it must never fail a request.
-                logger.exception("observe_result of a plugin failed on %s", hook)
+                logger.exception("an observer failed on %s", hook)
         return result
 
     # ------------------------------------------------------------------
