@@ -10,6 +10,14 @@ Managers are ordinary objects: several can live side by side (one per app,
 one per test), each with its own plugins. Plugins' ``initialize`` runs once,
 before the first hook call (or on :meth:`~PluginManager.initialize`), and
 ``shutdown`` once, on :meth:`~PluginManager.close`.
+
+:meth:`~PluginManager.reload` builds and starts a whole new chain from the
+configuration, then swaps it in at once: an invocation runs entirely on the
+chain it started on, and the plugins the new chain no longer holds are shut
+down once the invocations still running on the old one are done. Plugins
+whose entries did not change are kept as they are (running, with their
+state), not restarted. A bad configuration raises :class:`ConfigError` and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -18,22 +26,28 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from . import _threads, telemetry
-from .config import ConfigError, ConfigSource, load_config
+from .config import ENV_PREFIX, ConfigError, ConfigSource, load_config
 from .executor import Executor
 from .loader import PluginLoadError, load_plugin
-from .models import Config, GlobalContext, HookResult, HookType, PluginSettings
+from .models import Config, GlobalContext, HookResult, HookType, PluginMode, PluginSettings
 from .plugin import Plugin, PluginStatus
+from .watch import Watcher
 
 __all__ = ["PluginManager"]
 
 logger = logging.getLogger("mcp_plugin_mw.manager")
+
+Observer = Callable[[HookType, GlobalContext, HookResult], object]
+"""Called with each hook invocation's result (see :meth:`PluginManager.add_observer`)."""
 
 
 class PluginStartError(RuntimeError):
@@ -65,17 +79,42 @@ class PluginManager:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config: Config = load_config(config, settings=settings, environ=environ)
+        # What a reload re-reads.
+        self._source, self._overrides, self._environ = config, settings, environ
         self._plugins: list[Plugin] = []
+        self._registered: list[Plugin] = []
+        self._reloading = threading.Lock()
         self._lock = threading.Lock()
         self._started: concurrent.futures.Future[None] | None = None
         self._ready = False
         self._closed = False
         self._initialized: list[Plugin] = []
         # Callbacks of the operator's (metrics, say): they outlive reloads.
-        self._watchers: list[Callable[[HookType, GlobalContext, HookResult], object]] = []
+        self._watchers: list[Observer] = []
         if self.config.plugin_settings.enabled:
             self._plugins = self._load(self.config)
         self._build()
+        self._watcher: Watcher | None = None
+        self._start_watching()
+
+    def _start_watching(self) -> None:
+        settings = self.settings
+        if not (settings.watch or settings.reload_on_sighup):
+            return
+        source = self._source
+        if source is None:
+            environ = os.environ if self._environ is None else self._environ
+            source = environ.get(ENV_PREFIX + "CONFIG") or None
+        if not isinstance(source, str | os.PathLike):
+            logger.warning("watch and reload_on_sighup need a configuration file; not started")
+            return
+        self._watcher = Watcher(
+            Path(source),
+            self.reload,
+            watch=settings.watch,
+            interval=settings.watch_interval,
+            sighup=settings.reload_on_sighup,
+        )
 
     @staticmethod
     def _load(config: Config) -> list[Plugin]:
@@ -116,20 +155,25 @@ class PluginManager:
             self._initialized.append(plugin)
         with self._lock:
             self._plugins.append(plugin)
+            self._registered.append(plugin)
             self._build()
 
     def _build(self) -> None:
+        # Callers hold the lock, or are the constructor.
         # With ``enabled: false`` even registered plugins stay out of the chains.
         active = self._plugins if self.settings.enabled else []
-        self._executor = Executor(active, self.settings)
+        executor = Executor(active, self.settings)
         # Plugins that want every finished chain (the audit log records each
         # plugin's decision, including chains stopped before it ran).
         found = (getattr(plugin, "observe_result", None) for plugin in active)
-        self._observers: list[Callable[[HookType, GlobalContext, HookResult], object]] = [
-            observe for observe in found if callable(observe)
-        ] + self._watchers
+        observers: list[Observer] = [observe for observe in found if callable(observe)] + self._watchers
+        self._executor = executor
+        self._generation = _Generation()
+        # One reference, swapped at once: an invocation runs on one chain
+        # throughout, and its generation counts it until it is done.
+        self._chain: tuple[Executor, list[Observer], _Generation] = (executor, observers, self._generation)
 
-    def add_observer(self, observe: Callable[[HookType, GlobalContext, HookResult], object]) -> None:
+    def add_observer(self, observe: Observer) -> None:
         """Call ``observe(hook, context, result)`` after every hook invocation that ran plugins.
 
         For bookkeeping (metrics, logs): it runs on the request's path, and an
@@ -175,16 +219,21 @@ class PluginManager:
         if type(hook) is not HookType:
             hook = HookType(hook)
         context = global_context or _new_context()
-        span = telemetry.start(hook, context)
-        if span is None:
-            return self._finish(hook, context, await executor.run(hook, payload, context))
+        executor, observers, generation = self._chain
+        generation.enter()
         try:
-            result = await executor.run(hook, payload, context)
-        except BaseException as error:
-            telemetry.fail(span, error)  # the span ends on errors and cancellation too
-            raise
-        telemetry.finish(span, result)
-        return self._finish(hook, context, result)
+            span = telemetry.start(hook, context)
+            if span is None:
+                return _finish(hook, context, observers, await executor.run(hook, payload, context))
+            try:
+                result = await executor.run(hook, payload, context)
+            except BaseException as error:
+                telemetry.fail(span, error)  # the span ends on errors and cancellation too
+                raise
+            telemetry.finish(span, result)
+            return _finish(hook, context, observers, result)
+        finally:
+            generation.leave()
 
     def invoke_sync(
         self,
@@ -205,25 +254,125 @@ class PluginManager:
         if type(hook) is not HookType:
             hook = HookType(hook)
         context = global_context or _new_context()
-        span = telemetry.start(hook, context)
-        if span is None:
-            return self._finish(hook, context, executor.run_sync(hook, payload, context))
+        executor, observers, generation = self._chain
+        generation.enter()
         try:
-            result = executor.run_sync(hook, payload, context)
-        except BaseException as error:
-            telemetry.fail(span, error)
-            raise
-        telemetry.finish(span, result)
-        return self._finish(hook, context, result)
-
-    def _finish(self, hook: HookType, context: GlobalContext, result: HookResult) -> HookResult:
-        for observe in self._observers:
+            span = telemetry.start(hook, context)
+            if span is None:
+                return _finish(hook, context, observers, executor.run_sync(hook, payload, context))
             try:
-                observe(hook, context, result)
-            except Exception:
-                # An observer is bookkeeping: it must never fail a request.
-                logger.exception("an observer failed on %s", hook)
-        return result
+                result = executor.run_sync(hook, payload, context)
+            except BaseException as error:
+                telemetry.fail(span, error)
+                raise
+            telemetry.finish(span, result)
+            return _finish(hook, context, observers, result)
+        finally:
+            generation.leave()
+
+    # ------------------------------------------------------------------
+    # Changes at runtime
+    # ------------------------------------------------------------------
+
+    def set_mode(self, name: str, mode: PluginMode | str) -> None:
+        """Change one plugin's mode until the next reload (which re-reads the configuration).
+
+        :raises KeyError: no plugin has that name.
+        :raises ValueError: ``mode`` is not a mode.
+        """
+        try:
+            new_mode = PluginMode(mode)
+        except ValueError:
+            modes = ", ".join(m.value for m in PluginMode)
+            raise ValueError(f"{mode!r} is not a mode; modes are: {modes}") from None
+        with self._lock:
+            plugin = next((p for p in self._plugins if p.name == name), None)
+            if plugin is None:
+                raise KeyError(f"no plugin is named {name!r}")
+            plugin._plugin_config = plugin.plugin_config.model_copy(update={"mode": new_mode})
+            self._build()
+        logger.info("plugin %s: mode set to %s", name, new_mode.value)
+
+    def reload(self, config: ConfigSource = None) -> None:
+        """Re-read the configuration (or load ``config``) and swap the new chain in; see the module docstring.
+
+        :raises ConfigError: the configuration is bad, or one of its new
+            plugins cannot start; the running chain is left as it was.
+        """
+        _run_blocking(self.areload(config))
+
+    async def areload(self, config: ConfigSource = None) -> None:
+        """:meth:`reload` in the running event loop."""
+        while not self._reloading.acquire(blocking=False):
+            await asyncio.sleep(0.01)  # one reload at a time
+        try:
+            await self._reload(config)
+        finally:
+            self._reloading.release()
+
+    async def _reload(self, config: ConfigSource) -> None:
+        if self._closed:
+            raise RuntimeError("this PluginManager is closed")
+        source = self._source if config is None else config
+        new_config = load_config(source, settings=self._overrides, environ=self._environ)
+        plugins, fresh = self._plan(new_config)
+        started = self._ready
+        if started:
+            await self._start_fresh(fresh)
+        with self._lock:
+            old = self._generation
+            kept = set(map(id, plugins))
+            retired = [p for p in self._plugins if id(p) not in kept and p not in self._registered]
+            self.config, self._source = new_config, source
+            self._plugins = [*plugins, *self._registered]
+            if started:
+                self._initialized = [p for p in self._initialized if p not in retired] + fresh
+            self._build()
+        logger.info("plugins reloaded: %s", ", ".join(p.name for p in self._plugins) or "none")
+        # The plugins left behind stop once nothing runs on the old chain.
+        await old.drained(self.settings.plugin_timeout * 2)
+        await _shutdown([p for p in retired if started])
+
+    def _plan(self, config: Config) -> tuple[list[Plugin], list[Plugin]]:
+        """The plugins of ``config``: kept ones whose entries did not change, new ones loaded; and the new ones."""
+        if not config.plugin_settings.enabled:
+            return [], []
+        current = {p.name: p for p in self._plugins if p not in self._registered}
+        plugins: list[Plugin] = []
+        fresh: list[Plugin] = []
+        problems: list[str] = []
+        for index, entry in enumerate(config.plugins):
+            prior = current.get(entry.name)
+            if prior is not None and self._entry_of(prior) == entry:
+                prior._plugin_config = entry  # a mode set at runtime is dropped
+                plugins.append(prior)
+                continue
+            try:
+                plugin = load_plugin(entry)
+            except PluginLoadError as exc:
+                problems.append(f"plugins[{index}] ({entry.name}): {exc}")
+                continue
+            plugins.append(plugin)
+            fresh.append(plugin)
+        if problems:
+            raise ConfigError(problems)
+        return plugins, fresh
+
+    def _entry_of(self, plugin: Plugin) -> Any:
+        """The configuration entry ``plugin`` was loaded from (before any runtime change)."""
+        return next((entry for entry in self.config.plugins if entry.name == plugin.name), None)
+
+    async def _start_fresh(self, fresh: list[Plugin]) -> None:
+        started: list[Plugin] = []
+        for plugin in fresh:
+            try:
+                outcome = plugin.initialize()
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:
+                await _shutdown(started)
+                raise ConfigError([f"plugin {plugin.name!r} failed to start: {exc}"]) from exc
+            started.append(plugin)
 
     # ------------------------------------------------------------------
     # Life cycle
@@ -294,6 +443,8 @@ class PluginManager:
             await self._shutdown_all()
 
     def _begin_close(self) -> bool:
+        if self._watcher is not None:
+            self._watcher.stop()
         with self._lock:
             if self._closed:
                 return False
@@ -305,14 +456,7 @@ class PluginManager:
 
     async def _shutdown_all(self) -> None:
         initialized, self._initialized = self._initialized, []
-        for plugin in reversed(initialized):
-            try:
-                outcome = plugin.shutdown()
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except Exception:
-                # One plugin failing to let go must not keep the rest open.
-                logger.exception("plugin %s failed to shut down", plugin.name)
+        await _shutdown(initialized)
 
     def __enter__(self) -> PluginManager:
         self.initialize()
@@ -337,6 +481,64 @@ class PluginManager:
 
 def _new_context() -> GlobalContext:
     return GlobalContext(request_id=uuid.uuid4().hex)
+
+
+def _finish(
+    hook: HookType,
+    context: GlobalContext,
+    observers: list[Observer],
+    result: HookResult,
+) -> HookResult:
+    for observe in observers:
+        try:
+            observe(hook, context, result)
+        except Exception:
+            # An observer is bookkeeping: it must never fail a request.
+            logger.exception("an observer failed on %s", hook)
+    return result
+
+
+async def _shutdown(plugins: list[Plugin]) -> None:
+    for plugin in reversed(plugins):
+        try:
+            outcome = plugin.shutdown()
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            # One plugin failing to let go must not keep the rest open.
+            logger.exception("plugin %s failed to shut down", plugin.name)
+
+
+class _Generation:
+    """The invocations running on one chain, so that its retired plugins stop after the last."""
+
+    __slots__ = ("_idle", "_lock", "_running")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        with self._lock:
+            self._running += 1
+            self._idle.clear()
+
+    def leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+
+    async def drained(self, timeout: float) -> None:
+        """Wait until nothing runs on this chain, for at most ``timeout`` seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._idle.is_set():
+            if asyncio.get_running_loop().time() > deadline:
+                logger.warning("invocations still run on the replaced chain after %gs: stopping its plugins", timeout)
+                return
+            await asyncio.sleep(0.005)
 
 
 def _run_blocking(awaitable: Awaitable[Any] | None) -> Any:

@@ -777,6 +777,12 @@ class PluginSettings(_ConfigModel):
     server_id_header: str | None = None
     """Request header that names the server; defaults to none."""
     pending_calls: PendingCallsSettings = Field(default_factory=PendingCallsSettings)
+    watch: bool = False
+    """Reload when the configuration file changes (``watchfiles`` when installed, else polling)."""
+    watch_interval: float = Field(default=1.0, gt=0)
+    """Seconds between two looks at the file when polling."""
+    reload_on_sighup: bool = False
+    """Reload on SIGHUP (the main thread's signal handler is replaced)."""
 
 
 class Config(_ConfigModel):
