@@ -15,7 +15,14 @@ reading the body. Otherwise the body is read (up to ``max_body_bytes``), the
 request hooks run, and the original bytes, or the re-encoded changed
 message, are replayed to the app. JSON responses are buffered only when a
 response hook applies to the request; event streams are transformed event by
-event as they are sent. Lifespan and websocket scopes pass straight through.
+event as they are sent. Websocket scopes pass straight through.
+
+The ``lifespan`` scope starts the plugins with the app: they are initialized
+when the server announces startup, before the app's own startup runs, and a
+plugin that cannot start fails the startup (``lifespan.startup.failed`` with
+the plugin's name and why: a server such as uvicorn exits non-zero).
+After the app's shutdown, the plugins are shut down. Apps that do not
+support lifespan keep the lazy start: plugins initialize on the first request.
 """
 
 from __future__ import annotations
@@ -67,6 +74,9 @@ class PluginMiddleware:
         self._excluded = excluded_urls(self.manager.settings.excluded_urls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         if scope["type"] != "http" or not Exchange.wants(self.manager):
             await self.app(scope, receive, send)
             return
@@ -86,6 +96,25 @@ class PluginMiddleware:
                     return
             receive = _replay_message(first, receive)
         await _Responder(self.app, Exchange(self.manager, _request(scope)))(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        manager = self.manager
+        first = await receive()
+        if first["type"] == "lifespan.startup":
+            try:
+                await manager.ainitialize()
+            except Exception as error:
+                # The app never starts: the server reports why and exits.
+                logger.error("mcp-plugin-mw: %s", error)
+                await send({"type": "lifespan.startup.failed", "message": f"mcp-plugin-mw: {error}"})
+                return
+
+        async def stopping_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await manager.aclose()  # after the app's own shutdown
+            await send(message)
+
+        await self.app(scope, _replay_message(first, receive), stopping_send)
 
 
 class _Responder:

@@ -18,8 +18,10 @@ it. The app's iterator is always closed.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from types import TracebackType
@@ -48,6 +50,10 @@ class WSGIPluginMiddleware:
     :param config: a YAML path, a mapping, a ``Config``, or None for
         ``MCP_PLUGIN_MW_CONFIG``; ignored when ``manager`` is given.
     :param manager: a ``PluginManager`` to share with other middlewares.
+    :param start: initialize the plugins now, so that one that cannot start
+        fails the app's start (a :class:`~mcp_plugin_mw.manager.PluginStartError`
+        naming it) rather than each request; False starts them on the first
+        request. They are shut down by :meth:`close`, or at interpreter exit.
     :param settings: ``plugin_settings`` keys overriding the file and the
         environment.
     """
@@ -58,11 +64,21 @@ class WSGIPluginMiddleware:
         config: ConfigSource = None,
         *,
         manager: PluginManager | None = None,
+        start: bool = True,
         **settings: Any,
     ) -> None:
         self.app = app
         self.manager = manager if manager is not None else PluginManager(config, settings=settings)
         self._excluded = excluded_urls(self.manager.settings.excluded_urls)
+        if start and self.manager.plugins:
+            self.manager.initialize()
+            # WSGI has no shutdown event: stop the plugins (child processes,
+            # connections) when the interpreter exits, unless closed before.
+            atexit.register(_close_at_exit, weakref.ref(self.manager))
+
+    def close(self) -> None:
+        """Shut the plugins down (the shared manager's, too); further requests raise."""
+        self.manager.close()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not Exchange.wants(self.manager):
@@ -214,6 +230,12 @@ class _Response:
         close = getattr(self.app_iter, "close", None)
         if close is not None:
             close()
+
+
+def _close_at_exit(manager: weakref.ref[PluginManager]) -> None:
+    found = manager()
+    if found is not None:
+        found.close()
 
 
 def _path(environ: Environ) -> str:
