@@ -36,6 +36,7 @@ from typing import Any
 
 from . import _threads, telemetry
 from .config import ENV_PREFIX, ConfigError, ConfigSource, load_config
+from .control import ControlChannel
 from .executor import Executor
 from .loader import PluginLoadError, load_plugin
 from .models import Config, GlobalContext, HookResult, HookType, PluginMode, PluginSettings
@@ -96,6 +97,8 @@ class PluginManager:
         self._build()
         self._watcher: Watcher | None = None
         self._start_watching()
+        control = self.settings.control
+        self._control = ControlChannel(self, control.redis_url, control.channel) if control is not None else None
 
     def _start_watching(self) -> None:
         settings = self.settings
@@ -274,8 +277,11 @@ class PluginManager:
     # Changes at runtime
     # ------------------------------------------------------------------
 
-    def set_mode(self, name: str, mode: PluginMode | str) -> None:
+    def set_mode(self, name: str, mode: PluginMode | str, *, publish: bool = True) -> None:
         """Change one plugin's mode until the next reload (which re-reads the configuration).
+
+        With ``plugin_settings.control``, every process sharing the channel
+        makes the same change (unless ``publish`` is False).
 
         :raises KeyError: no plugin has that name.
         :raises ValueError: ``mode`` is not a mode.
@@ -292,16 +298,22 @@ class PluginManager:
             plugin._plugin_config = plugin.plugin_config.model_copy(update={"mode": new_mode})
             self._build()
         logger.info("plugin %s: mode set to %s", name, new_mode.value)
+        if publish and self._control is not None:
+            self._control.publish("set_mode", name=name, mode=new_mode.value)
 
-    def reload(self, config: ConfigSource = None) -> None:
+    def reload(self, config: ConfigSource = None, *, publish: bool = True) -> None:
         """Re-read the configuration (or load ``config``) and swap the new chain in; see the module docstring.
+
+        With ``plugin_settings.control``, every process sharing the channel
+        reloads too (unless ``publish`` is False): each re-reads its own
+        source, or loads ``config`` when it is a mapping.
 
         :raises ConfigError: the configuration is bad, or one of its new
             plugins cannot start; the running chain is left as it was.
         """
-        _run_blocking(self.areload(config))
+        _run_blocking(self.areload(config, publish=publish))
 
-    async def areload(self, config: ConfigSource = None) -> None:
+    async def areload(self, config: ConfigSource = None, *, publish: bool = True) -> None:
         """:meth:`reload` in the running event loop."""
         while not self._reloading.acquire(blocking=False):
             await asyncio.sleep(0.01)  # one reload at a time
@@ -309,6 +321,9 @@ class PluginManager:
             await self._reload(config)
         finally:
             self._reloading.release()
+        if publish and self._control is not None:
+            shared = dict(config) if isinstance(config, Mapping) else None
+            self._control.publish("reload", **({"config": shared} if shared is not None else {}))
 
     async def _reload(self, config: ConfigSource) -> None:
         if self._closed:
@@ -445,6 +460,8 @@ class PluginManager:
     def _begin_close(self) -> bool:
         if self._watcher is not None:
             self._watcher.stop()
+        if self._control is not None:
+            self._control.close()
         with self._lock:
             if self._closed:
                 return False

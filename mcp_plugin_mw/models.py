@@ -383,6 +383,8 @@ class ExecutionRecord:
     duration: float
     """Seconds."""
     error: str | None = None
+    start: float | None = dataclasses.field(default=None, compare=False)
+    """``time.perf_counter()`` when the call began (None if unknown); spans are placed by it."""
 
 
 _new = object.__new__
@@ -423,10 +425,10 @@ class HookResult:
         violation: PluginViolation | None,
         metadata: dict[str, Any],
     ) -> HookResult:
-        """A result whose ``calls`` hold records, or ``(plugin, seconds)`` pairs for calls that passed.
+        """A result whose ``calls`` hold records, or ``(plugin, seconds, start)`` for calls that passed.
 
         Most calls pass and most results are never looked at: the executor
-        keeps pairs, and the records are built when first read.
+        keeps tuples, and the records are built when first read.
         """
         result = _new(cls)
         result.continue_processing = continue_processing
@@ -443,7 +445,9 @@ class HookResult:
         hook, records = self._hook, self._records
         if hook is not None:
             passed = Outcome.PASSED
-            records[:] = [ExecutionRecord(r[0], hook, passed, r[1]) if type(r) is tuple else r for r in records]
+            records[:] = [
+                ExecutionRecord(r[0], hook, passed, r[1], None, r[2]) if type(r) is tuple else r for r in records
+            ]
             self._hook = None
         return records
 
@@ -751,6 +755,19 @@ class PendingCallsSettings(_ConfigModel):
         return self
 
 
+class ControlSettings(_ConfigModel):
+    """``plugin_settings.control:``, a Redis channel that carries reloads and mode changes to every process."""
+
+    redis_url: str
+    """``redis://host:port/db``; every process sharing it applies what any of them is told."""
+    channel: str = "mcp-plugin-mw:control"
+
+    @model_validator(mode="after")
+    def _url_parses(self) -> ControlSettings:
+        check_redis_url(self.redis_url, "control")
+        return self
+
+
 class PluginSettings(_ConfigModel):
     """``plugin_settings:``, the settings shared by all plugins."""
 
@@ -783,6 +800,8 @@ class PluginSettings(_ConfigModel):
     """Seconds between two looks at the file when polling."""
     reload_on_sighup: bool = False
     """Reload on SIGHUP (the main thread's signal handler is replaced)."""
+    control: ControlSettings | None = None
+    """Publish reloads and mode changes on Redis, and apply those of the other processes."""
 
 
 class Config(_ConfigModel):
