@@ -28,9 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import MIN_ROUNDS, compare  # noqa: E402
+from harness import MIN_ROUNDS, compare
 
-import mcp_plugin_mw as mw  # noqa: E402
+import mcp_plugin_mw as mw
 
 
 class Noop(mw.Plugin):
