@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import inspect
 import itertools
@@ -167,8 +168,8 @@ class _Entry:
 class _Run:
     """The state of one pass through a hook's chain.
 
-    ``records`` holds ExecutionRecords, and ``(plugin, seconds)`` for calls
-    that passed (see HookResult). ``tracked`` tells how to read the
+    ``records`` holds ExecutionRecords, and ``(plugin, seconds, start)`` for
+    calls that passed (see HookResult). ``tracked`` tells how to read the
     payload's container fields (None when it has none); ``snapshot`` is
     their encoding (see :func:`_encoding`) as the payload currently should be.
     """
@@ -200,8 +201,8 @@ class _Run:
         )
 
 
-# A finished call: (result, error, timed out, seconds).
-_Call = tuple[Any, BaseException | None, bool, float]
+# A finished call: (result, error, timed out, seconds, perf_counter() at its start).
+_Call = tuple[Any, BaseException | None, bool, float, float]
 
 # A chain is a sequence of steps; a step is a batch of entries that run
 # concurrently (most batches hold one entry).
@@ -375,30 +376,30 @@ class Executor:
             except Exception as exc:
                 end = clock()
                 _settle_deferred(run, deferred)
-                stop = self._settle(entry, (None, exc, False, end - start), run)
+                stop = self._settle(entry, (None, exc, False, end - start, start), run)
                 start = clock()
                 if stop:
                     break
                 continue
             end = clock()
-            duration, start = end - start, end
+            duration, begun, start = end - start, start, end
             if result is None:
                 if read is None:
-                    records.append((name, duration))
+                    records.append((name, duration, begun))
                     continue
                 if deferrable and entry.may_modify:
                     deferred.append(len(records))
-                    records.append((name, duration))
+                    records.append((name, duration, begun))
                     continue
                 try:
                     same = dumps(read(run.payload)) == run.snapshot
                 except TypeError:
                     same = _changed_in_place(run) is None
                 if same:
-                    records.append((name, duration))
+                    records.append((name, duration, begun))
                     continue
             _settle_deferred(run, deferred)
-            stop = self._settle(entry, (result, None, False, duration), run)
+            stop = self._settle(entry, (result, None, False, duration, begun), run)
             start = clock()
             if stop:
                 break
@@ -425,20 +426,20 @@ class Executor:
             try:
                 suspended_on = coroutine.send(None)
             except StopIteration as done:
-                return done.value, None, False, perf_counter() - start
+                return done.value, None, False, perf_counter() - start, start
             except (Exception, asyncio.CancelledError) as exc:
                 # Nothing was awaited yet, so a CancelledError is the plugin's
                 # own failure, never the caller being cancelled.
-                return None, exc, False, perf_counter() - start
+                return None, exc, False, perf_counter() - start, start
             awaitable = _Resume(coroutine, suspended_on)
         else:
-            awaitable = asyncio.wrap_future(_threads.daemon_pool().submit(entry.method, payload, plugin_context))
+            awaitable = asyncio.wrap_future(self._submit(entry, payload, plugin_context))
         timeout = asyncio.timeout(entry.timeout)
         try:
             async with timeout:
                 result = await awaitable
         except TimeoutError as exc:
-            return None, exc, timeout.expired(), perf_counter() - start
+            return None, exc, timeout.expired(), perf_counter() - start, start
         except asyncio.CancelledError as exc:
             # A plugin that awaited something cancelled fails like any other
             # (as it does on the sync path); only the caller's own
@@ -446,10 +447,10 @@ class Executor:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
-            return None, exc, False, perf_counter() - start
+            return None, exc, False, perf_counter() - start, start
         except Exception as exc:
-            return None, exc, False, perf_counter() - start
-        return result, None, False, perf_counter() - start
+            return None, exc, False, perf_counter() - start, start
+        return result, None, False, perf_counter() - start, start
 
     def _call_sync(self, entry: _Entry, payload: Any, context: GlobalContext) -> _Call:
         plugin_context = _plugin_context(entry, context)
@@ -474,7 +475,10 @@ class Executor:
         return [calls[index] for index in range(len(batch))]
 
     def _submit(self, entry: _Entry, payload: Any, plugin_context: PluginContext) -> concurrent.futures.Future[Any]:
-        return _threads.daemon_pool().submit(entry.method, payload, plugin_context)
+        # In the caller's context, as asyncio.to_thread would: the hook's
+        # span is current there, so the plugin's own spans nest under it.
+        run = contextvars.copy_context().run
+        return _threads.daemon_pool().submit(run, entry.method, payload, plugin_context)
 
     # ------------------------------------------------------------------
     # Applying a call's outcome
@@ -486,7 +490,7 @@ class Executor:
         With ``check``, the payload is first compared with the snapshot: a
         change made in place counts as if the plugin had returned it.
         """
-        result, error, timed_out, duration = call
+        result, error, timed_out, duration, start = call
         in_place = _changed_in_place(run) if check else None
         if error is None and result is not None and not isinstance(result, PluginResult):
             error = TypeError(f"hook returned {type(result).__name__}, expected PluginResult or None")
@@ -497,21 +501,21 @@ class Executor:
             stuck = timed_out and entry.in_thread
             if (in_place is not None or stuck) and not entry.block_on_error:
                 _put_back(run, detach=stuck)
-            return self._failed(entry, error, timed_out, duration, run)
+            return self._failed(entry, error, timed_out, duration, run, start)
         if result is None:
             if in_place is None:
-                run.records.append((entry.name, duration))
+                run.records.append((entry.name, duration, start))
                 return False
             changed = run.payload
         else:
             if result.metadata:
                 run.metadata.update(result.metadata)
             if not result.continue_processing:
-                return self._violated(entry, result.violation, in_place, duration, run)
+                return self._violated(entry, result.violation, in_place, duration, run, start)
             changed = result.modified_payload
             if changed is None or changed is run.payload:
                 if in_place is None:
-                    run.records.append((entry.name, duration))
+                    run.records.append((entry.name, duration, start))
                     return False
                 changed = run.payload
         if not entry.may_modify:
@@ -519,15 +523,16 @@ class Executor:
             if in_place is not None:
                 problem = _put_back(run)
                 if problem is not None:
-                    return self._failed(entry, problem, False, duration, run)
+                    return self._failed(entry, problem, False, duration, run, start)
             logger.warning("plugin %s: its category may not modify payloads; change %sdropped", entry.name, how)
-            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.MODIFICATION_DROPPED, duration))
+            record = ExecutionRecord(entry.name, run.hook, Outcome.MODIFICATION_DROPPED, duration, None, start)
+            run.records.append(record)
             return False
         if type(changed) is not type(run.payload):
             if in_place is not None and not entry.block_on_error:
                 _put_back(run)
             error = TypeError(f"modified_payload is {type(changed).__name__}, expected {type(run.payload).__name__}")
-            return self._failed(entry, error, False, duration, run)
+            return self._failed(entry, error, False, duration, run, start)
         if changed is run.payload:
             logger.debug("plugin %s changed the payload of %s in place", entry.name, run.hook)
             run.snapshot = in_place
@@ -535,28 +540,34 @@ class Executor:
             run.snapshot = _encoding(run.tracked.read(changed))
         run.payload = changed
         run.modified = True
-        run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.MODIFIED, duration))
+        run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.MODIFIED, duration, None, start))
         return False
 
     def _violated(
-        self, entry: _Entry, violation: PluginViolation | None, in_place: bytes | str | None, duration: float, run: _Run
+        self,
+        entry: _Entry,
+        violation: PluginViolation | None,
+        in_place: bytes | str | None,
+        duration: float,
+        run: _Run,
+        start: float,
     ) -> bool:
         violation = violation or PluginViolation(
             reason="Blocked", description=f"blocked by plugin {entry.name}", code="BLOCKED"
         )
         violation.plugin_name = entry.name
         if entry.obey_violations:
-            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.BLOCKED, duration))
+            run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.BLOCKED, duration, None, start))
             run.violation = violation
             return True
         if in_place is not None:
             # Dropped, as a modified_payload returned with the violation is.
             problem = _put_back(run)
             if problem is not None:
-                return self._failed(entry, problem, False, duration, run)
+                return self._failed(entry, problem, False, duration, run, start)
             logger.warning("plugin %s: change made in place with an ignored violation dropped", entry.name)
         logger.info("plugin %s: violation not enforced on %s: %s", entry.name, run.hook, violation.reason)
-        run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.VIOLATION_IGNORED, duration))
+        run.records.append(ExecutionRecord(entry.name, run.hook, Outcome.VIOLATION_IGNORED, duration, None, start))
         return False
 
     def _settle_batch(self, batch: list[_Entry], calls: Sequence[_Call], run: _Run) -> bool:
@@ -576,17 +587,19 @@ class Executor:
             names = ", ".join(entry.name for entry in batch)
             problem = _put_back(run)
             if problem is not None:
-                return self._failed(batch[0], problem, False, 0.0, run)
+                return self._failed(batch[0], problem, False, 0.0, run, calls[0][4])
             logger.warning(
                 "one of plugins %s changed the payload in place; their category may not modify: dropped", names
             )
         return stop
 
-    def _failed(self, entry: _Entry, error: BaseException, timed_out: bool, duration: float, run: _Run) -> bool:
+    def _failed(
+        self, entry: _Entry, error: BaseException, timed_out: bool, duration: float, run: _Run, start: float
+    ) -> bool:
         outcome = Outcome.TIMEOUT if timed_out else Outcome.ERROR
         message = f"timed out after {entry.timeout:g}s" if timed_out else f"{type(error).__name__}: {error}"
         logger.warning("plugin %s failed on %s: %s", entry.name, run.hook, message, exc_info=not timed_out and error)
-        run.records.append(ExecutionRecord(entry.name, run.hook, outcome, duration, message))
+        run.records.append(ExecutionRecord(entry.name, run.hook, outcome, duration, message, start))
         if not entry.block_on_error:
             return False
         code = "PLUGIN_TIMEOUT" if timed_out else "PLUGIN_ERROR"
@@ -661,13 +674,13 @@ def _settle_deferred(run: _Run, deferred: list[int]) -> None:
     if changed is not None:
         # Every plugin in ``deferred`` may modify: the change stands.
         last = deferred[-1]
-        name, duration = run.records[last]
+        name, duration, start = run.records[last]
         logger.debug(
             "a plugin of %s changed the payload of %s in place", [run.records[i][0] for i in deferred], run.hook
         )
         run.snapshot = changed
         run.modified = True
-        run.records[last] = ExecutionRecord(name, run.hook, Outcome.MODIFIED, duration)
+        run.records[last] = ExecutionRecord(name, run.hook, Outcome.MODIFIED, duration, None, start)
     deferred.clear()
 
 
@@ -690,8 +703,8 @@ def _call_inline(entry: _Entry, payload: Any, plugin_context: PluginContext, sta
     try:
         result = entry.method(payload, plugin_context)
     except Exception as exc:
-        return None, exc, False, perf_counter() - start
-    return result, None, False, perf_counter() - start
+        return None, exc, False, perf_counter() - start, start
+    return result, None, False, perf_counter() - start, start
 
 
 def _wait(future: concurrent.futures.Future[Any], entry: _Entry, start: float) -> _Call:
@@ -699,10 +712,10 @@ def _wait(future: concurrent.futures.Future[Any], entry: _Entry, start: float) -
         result = future.result(entry.timeout)
     except TimeoutError as exc:
         future.cancel()
-        return None, exc, True, perf_counter() - start
+        return None, exc, True, perf_counter() - start, start
     except Exception as exc:
-        return None, exc, False, perf_counter() - start
-    return result, None, False, perf_counter() - start
+        return None, exc, False, perf_counter() - start, start
+    return result, None, False, perf_counter() - start, start
 
 
 # --------------------------------------------------------------------------

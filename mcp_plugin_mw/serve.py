@@ -26,6 +26,11 @@ that a heavy plugin moves out of the app with one change of configuration:
   stays open for probes.
 * ``--ssl-certfile``/``--ssl-keyfile`` serve HTTPS; ``--ssl-ca-certs`` also
   requires clients to present a certificate signed by those CAs.
+* Tracing: with OpenTelemetry installed, the trace context a ``POST /call``
+  carries (W3C ``traceparent`` and ``tracestate`` headers, which the
+  ``http`` and ``subprocess`` transports send) is current while the plugin
+  runs, so spans the plugin starts continue the app's trace, under the
+  hook's span. Configure an SDK in the plugin's process to export them.
 
 Needs the ``serve`` extra (Starlette and uvicorn).
 """
@@ -47,6 +52,7 @@ from typing import Any
 
 import yaml
 
+from . import telemetry
 from .config import ENV_PREFIX, ConfigError, load_config
 from .external.base import TOKEN_ENV, ProtocolError, decode_call, encode_error, encode_reply
 from .loader import load_plugin
@@ -119,12 +125,13 @@ def create_app(plugin: Plugin, token: str | None = None) -> Starlette:
             hooks = ", ".join(plugin.hooks)
             return _error(404, "UNKNOWN_HOOK", f"plugin {plugin.name!r} does not handle {hook} (it handles: {hooks})")
         try:
-            if in_thread:
-                outcome = await run_in_threadpool(handler, payload, context)
-            else:
-                outcome = handler(payload, context)
-            if inspect.isawaitable(outcome):
-                outcome = await outcome
+            with telemetry.remote_context(request.headers):
+                if in_thread:
+                    outcome = await run_in_threadpool(handler, payload, context)
+                else:
+                    outcome = handler(payload, context)
+                if inspect.isawaitable(outcome):
+                    outcome = await outcome
             body = encode_reply(outcome, payload, context)
         except PluginError as exc:
             return _error(500, exc.code, exc.message)

@@ -24,6 +24,11 @@ background loop of sync callers, a test's loop). :class:`Wire` therefore
 keeps one pooled client per loop. Health checks never touch those: they run
 on a daemon thread with a sync client, so they go on whatever happens to the
 loops, and never add to a hook's latency.
+
+Tracing: with OpenTelemetry installed, each ``POST /call`` carries the
+current trace context as W3C ``traceparent`` (and ``tracestate``) headers,
+so a server that extracts them (``serve-plugin`` does) continues the hook's
+trace; see :mod:`mcp_plugin_mw.telemetry`.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import Any, Literal
 
 from pydantic import Field, FilePath, field_validator, model_validator
 
-from .. import _threads
+from .. import _threads, telemetry
 from ..models import HookType, Payload, PluginConfig, PluginContext, PluginError, PluginResult
 from .base import ExternalOptions, RemotePlugin, decode_reply, encode_call, error_from_reply
 
@@ -165,8 +170,12 @@ class Wire:
         :raises PluginError: on an HTTP error, an ``error`` answer or garbage.
         """
         body = encode_call(hook, payload, context)
+        headers = _JSON
+        if telemetry.PROPAGATES:
+            headers = dict(_JSON)
+            telemetry.inject(headers)  # traceparent: the sidecar continues the hook's trace
         try:
-            response = await self._client().post(f"{url}/call", content=body, headers=_JSON)
+            response = await self._client().post(f"{url}/call", content=body, headers=headers)
         except httpx.TransportError as exc:
             raise Unreachable(f"POST {url}/call failed: {_describe(exc)}", plugin_name=self.name) from exc
         if response.status_code != 200:

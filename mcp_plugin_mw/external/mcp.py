@@ -38,6 +38,12 @@ listed hook the remote plugin does not handle fails the start), and reconnects w
 backoff when the connection breaks (``reconnect: {initial_delay, max_delay,
 max_attempts}``); meanwhile calls fail and the plugin's mode decides. Install
 the extra: ``pip install 'mcp-plugin-mw[mcp]'``.
+
+Tracing: the SDK puts the current W3C trace context (``traceparent``,
+``tracestate``) into each request's ``_meta`` (SEP-414), under its own
+``MCP send`` client span, a child of the hook's span. Over STREAMABLEHTTP
+each POST also carries it as HTTP headers, for servers and proxies that
+read only those.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import Field, field_validator, model_validator
 
+from .. import telemetry
 from ..models import HookType, Payload, PluginConfig, PluginContext, PluginError, PluginResult
 from .base import ExternalOptions, ProtocolError, RemotePlugin, dumps
 from .cpex import (
@@ -253,6 +260,7 @@ class McpPlugin(RemotePlugin):
             # The executor bounds every call with the plugin's timeout.
             timeout=httpx2.Timeout(10.0, read=None),
             trust_env=False,
+            event_hooks={"request": [_trace_headers]} if telemetry.PROPAGATES else None,
         )
         stack.push_async_callback(http.aclose)  # closed after the client, which may send DELETE
         return self._client_class(self._streamable(server.url, http_client=http), mode=server.mode)
@@ -424,6 +432,12 @@ class McpPlugin(RemotePlugin):
                 details=dict(details) if isinstance(details, Mapping) else None,
             )
         raise ProtocolError(f"invoke_hook answered neither 'result' nor 'error': {reply!r:.200}", plugin_name=self.name)
+
+
+async def _trace_headers(request: Any) -> None:
+    # The SDK sends each POST in the context its request was written in (the
+    # hook's task, inside the SDK's client span): the same traceparent as _meta.
+    telemetry.inject(request.headers)
 
 
 def _result(hook: HookType, payload: Any, result: dict[str, Any]) -> PluginResult:

@@ -26,7 +26,10 @@ protocol 1 on ``127.0.0.1:<n>``; later stdout and stderr lines are logged
 (INFO and WARNING) to ``mcp_plugin_mw.external.<name>``. It gets
 ``MCP_PLUGIN_MW_SERVE_TOKEN`` in its environment (random, unless ``env``
 sets it) and every request carries ``Authorization: Bearer <token>``, so
-that other local users cannot call it; ``serve-plugin`` checks it.
+that other local users cannot call it; ``serve-plugin`` checks it. With
+OpenTelemetry installed, each call also carries the current trace context
+as W3C ``traceparent`` (and ``tracestate``) headers, which ``serve-plugin``
+makes current while the plugin runs: the child's spans join the hook's trace.
 
 Life cycle:
 
