@@ -1,5 +1,6 @@
 """Drop-in ASGI and WSGI middleware that runs a plugin pipeline on MCP and HTTP traffic."""
 
+from .admin import admin_app, admin_wsgi_app
 from .asgi import PluginMiddleware
 from .config import ConfigError
 from .manager import PluginManager
@@ -64,4 +65,6 @@ __all__ = [
     "ToolPostInvokePayload",
     "ToolPreInvokePayload",
     "WSGIPluginMiddleware",
+    "admin_app",
+    "admin_wsgi_app",
 ]

@@ -19,6 +19,11 @@ Command line
     page) and print ``name  sha256`` per tool, hashed as the ``tool_guard``
     plugin pins them, for its ``approved:`` setting. Tools in which the
     guard's scan finds something are named on stderr.
+
+``mcp-plugin-mw status URL`` and ``mcp-plugin-mw reload URL``
+    Ask a running admin app (:mod:`mcp_plugin_mw.admin`) at URL for its
+    plugins and health, or to reload; the bearer token is read from the
+    environment variable named by ``--token-env``.
 """
 
 from __future__ import annotations
@@ -257,3 +262,118 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+# --------------------------------------------------------------------------
+# The admin app's client
+# --------------------------------------------------------------------------
+
+_TOKEN_ENV = "MCP_PLUGIN_MW_ADMIN_TOKEN"
+_token_env = click.option(
+    "--token-env",
+    default=_TOKEN_ENV,
+    show_default=True,
+    metavar="NAME",
+    help="The environment variable holding the admin app's bearer token.",
+)
+_admin_timeout = click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for each answer.")
+
+
+def _admin_call(method: str, url: str, token_env: str, timeout: float) -> Any:
+    """One request to the admin app; a connection failure or a 401 ends the command with exit status 1."""
+    try:
+        import httpx
+    except ImportError:
+        raise click.ClickException("status and reload need httpx: pip install httpx") from None
+    token = os.environ.get(token_env, "")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(method, url, headers=headers, timeout=httpx.Timeout(timeout))
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise click.ClickException(f"{url}: {type(exc).__name__}: {exc}") from None
+    if response.status_code == 401:
+        hint = f"${token_env} is not set" if not token else f"the token in ${token_env} was refused"
+        raise click.ClickException(f"{url}: 401 unauthorized ({hint})")
+    return response
+
+
+def _admin_json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise click.ClickException(
+            f"{response.request.url}: {response.status_code}, not JSON: {response.text[:200]!r}"
+        ) from None
+
+
+def _plugin_table(rows: list[dict[str, Any]]) -> None:
+    header = ("name", "kind", "mode", "healthy", "calls", "violations", "errors", "hooks")
+    table = [header]
+    for row in rows:
+        table.append(
+            (
+                str(row.get("name")),
+                str(row.get("kind")),
+                str(row.get("mode")),
+                "yes" if row.get("healthy") else "NO",
+                str(row.get("calls", 0)),
+                str(row.get("violations", 0)),
+                str(row.get("errors", 0)),
+                ",".join(row.get("hooks") or []),
+            )
+        )
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _admin_url(url: str, endpoint: str) -> str:
+    return f"{url.rstrip('/')}/{endpoint}"
+
+
+@main.command()
+@click.argument("url")
+@_token_env
+@_admin_timeout
+def status(url: str, token_env: str, timeout: float) -> None:
+    """Print the plugins and health of the admin app at URL; exit 1 if unhealthy."""
+    listed = _admin_call("GET", _admin_url(url, "plugins"), token_env, timeout)
+    rows = _admin_json(listed)
+    if listed.status_code != 200 or not isinstance(rows, list):
+        raise click.ClickException(f"{listed.request.url}: {listed.status_code} {rows!r}")
+    health = _admin_call("GET", _admin_url(url, "health"), token_env, timeout)
+    verdict = _admin_json(health)
+    _plugin_table(rows)
+    unhealthy = verdict.get("unhealthy", []) if isinstance(verdict, dict) else []
+    if health.status_code == 200:
+        suffix = f" (not enforcing, unhealthy: {', '.join(unhealthy)})" if unhealthy else ""
+        click.echo(f"health: ok{suffix}")
+        return
+    shown = ", ".join(map(str, unhealthy)) if unhealthy else repr(verdict)
+    click.echo(f"health: {health.status_code} unhealthy: {shown}", err=True)
+    raise SystemExit(1)
+
+
+@main.command()
+@click.argument("url")
+@_token_env
+@_admin_timeout
+def reload(url: str, token_env: str, timeout: float) -> None:
+    """Reload the configuration of the app whose admin app is at URL; exit 1 with the problems if it is bad."""
+    response = _admin_call("POST", _admin_url(url, "reload"), token_env, timeout)
+    answer = _admin_json(response)
+    if response.status_code == 200 and isinstance(answer, dict):
+        plugins = answer.get("plugins") or []
+        click.echo(f"reloaded: {len(plugins)} plugin{'s' if len(plugins) != 1 else ''}")
+        _plugin_table(plugins)
+        return
+    if response.status_code == 400 and isinstance(answer, dict) and "problems" in answer:
+        problems = answer["problems"]
+        click.echo(
+            f"reload refused: {answer.get('error', 'invalid configuration')} ({len(problems)} problems)", err=True
+        )
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+        click.echo("the running plugins were left as they were", err=True)
+        raise SystemExit(1)
+    raise click.ClickException(f"{response.request.url}: {response.status_code} {answer!r}")
