@@ -168,8 +168,9 @@ class _Entry:
 class _Run:
     """The state of one pass through a hook's chain.
 
-    ``records`` holds ExecutionRecords, and ``(plugin, seconds, start)`` for
-    calls that passed (see HookResult). ``tracked`` tells how to read the
+    ``records`` holds ExecutionRecords, and ``(plugin, seconds, end)`` for
+    calls that passed, ``end`` being the ``perf_counter()`` reading that
+    ended the call (see HookResult). ``tracked`` tells how to read the
     payload's container fields (None when it has none); ``snapshot`` is
     their encoding (see :func:`_encoding`) as the payload currently should be.
     """
@@ -382,24 +383,24 @@ class Executor:
                     break
                 continue
             end = clock()
-            duration, begun, start = end - start, start, end
+            duration, start = end - start, end
             if result is None:
                 if read is None:
-                    records.append((name, duration, begun))
+                    records.append((name, duration, end))
                     continue
                 if deferrable and entry.may_modify:
                     deferred.append(len(records))
-                    records.append((name, duration, begun))
+                    records.append((name, duration, end))
                     continue
                 try:
                     same = dumps(read(run.payload)) == run.snapshot
                 except TypeError:
                     same = _changed_in_place(run) is None
                 if same:
-                    records.append((name, duration, begun))
+                    records.append((name, duration, end))
                     continue
             _settle_deferred(run, deferred)
-            stop = self._settle(entry, (result, None, False, duration, begun), run)
+            stop = self._settle(entry, (result, None, False, duration, end - duration), run)
             start = clock()
             if stop:
                 break
@@ -504,7 +505,7 @@ class Executor:
             return self._failed(entry, error, timed_out, duration, run, start)
         if result is None:
             if in_place is None:
-                run.records.append((entry.name, duration, start))
+                run.records.append((entry.name, duration, start + duration))
                 return False
             changed = run.payload
         else:
@@ -515,7 +516,7 @@ class Executor:
             changed = result.modified_payload
             if changed is None or changed is run.payload:
                 if in_place is None:
-                    run.records.append((entry.name, duration, start))
+                    run.records.append((entry.name, duration, start + duration))
                     return False
                 changed = run.payload
         if not entry.may_modify:
@@ -674,13 +675,13 @@ def _settle_deferred(run: _Run, deferred: list[int]) -> None:
     if changed is not None:
         # Every plugin in ``deferred`` may modify: the change stands.
         last = deferred[-1]
-        name, duration, start = run.records[last]
+        name, duration, end = run.records[last]
         logger.debug(
             "a plugin of %s changed the payload of %s in place", [run.records[i][0] for i in deferred], run.hook
         )
         run.snapshot = changed
         run.modified = True
-        run.records[last] = ExecutionRecord(name, run.hook, Outcome.MODIFIED, duration, None, start)
+        run.records[last] = ExecutionRecord(name, run.hook, Outcome.MODIFIED, duration, None, end - duration)
     deferred.clear()
 
 

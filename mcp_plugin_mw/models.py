@@ -425,7 +425,7 @@ class HookResult:
         violation: PluginViolation | None,
         metadata: dict[str, Any],
     ) -> HookResult:
-        """A result whose ``calls`` hold records, or ``(plugin, seconds, start)`` for calls that passed.
+        """A result whose ``calls`` hold records, or ``(plugin, seconds, end)`` for calls that passed.
 
         Most calls pass and most results are never looked at: the executor
         keeps tuples, and the records are built when first read.
@@ -446,7 +446,7 @@ class HookResult:
         if hook is not None:
             passed = Outcome.PASSED
             records[:] = [
-                ExecutionRecord(r[0], hook, passed, r[1], None, r[2]) if type(r) is tuple else r for r in records
+                ExecutionRecord(r[0], hook, passed, r[1], None, r[2] - r[1]) if type(r) is tuple else r for r in records
             ]
             self._hook = None
         return records

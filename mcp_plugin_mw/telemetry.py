@@ -27,8 +27,9 @@ configured propagators write) to each request a sidecar, a child process or
 an MCP plugin server receives, and ``serve-plugin`` makes the context it
 receives current while the hosted plugin runs (:func:`remote_context`).
 
-Without the package, or with no SDK configured, :func:`start` returns None:
-one global lookup, or two attribute reads and an ``isinstance``.
+Without the package, or with no SDK configured, :func:`start` returns None
+after a few global reads, and nothing else happens: no span, no context
+change, no timestamps beyond the executor's own clock readings.
 """
 
 from __future__ import annotations
