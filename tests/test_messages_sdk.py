@@ -197,10 +197,11 @@ async def test_message_hooks_see_progress_and_initialized(mode: str) -> None:
     async with connect(config, mode, False) as client:
         await client.call_tool("progress_mail", {}, progress_callback=_ignore_progress)
     assert ("server", "notifications/progress") in Seen.seen, Seen.seen
-    if mode == "legacy":
-        assert ("client", "notifications/initialized") in Seen.seen, Seen.seen
-    else:
-        assert any(side == "client" for side, _ in Seen.seen), Seen.seen
+    # 2026-07-28 has no initialize handshake: its first client message is server/discover.
+    first = "notifications/initialized" if mode == "legacy" else "server/discover"
+    assert ("client", first) in Seen.seen, Seen.seen
+    # A call belongs to the call hooks, subscribed or not.
+    assert ("client", "tools/call") not in Seen.seen, Seen.seen
 
 
 async def _ignore_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -251,3 +252,27 @@ async def test_elicitation_is_inspected_both_ways(mode: str) -> None:
     assert "grace@example.com" not in text, text
     assert "Which address?" in text
     assert "ivan@example.com" not in received["ask_user"], received
+
+
+async def test_a_compressed_json_reply_is_not_passed_unread_by_server_message() -> None:
+    # With only server_message watching, a JSON reply the plugins cannot read
+    # (it might hold the server's own messages) is replaced, not passed.
+    import gzip
+
+    body = gzip.compress(b'[{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"x@example.com"}}]')
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    wrapped = mw.PluginMiddleware(
+        app, config={"plugins": [{"name": "seen", "kind": f"{__name__}.Seen", "hooks": ["server_message"]}]}
+    )
+    request = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=wrapped), base_url="http://127.0.0.1") as http:
+        answer = await http.post("/mcp", content=request, headers={"content-type": "application/json"})
+    assert answer.status_code == 502
+    assert b"x@example.com" not in answer.content
+    assert "cannot be inspected" in answer.json()["detail"]

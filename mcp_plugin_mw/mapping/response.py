@@ -102,7 +102,12 @@ class ResponseSide:
             self.resumed = is_get
             return ResponseMode.STREAM
         if self.watch_server and kind == "application/json" and self.requests.rpc_seen:
-            # A batch of the server's own messages may come as JSON.
+            # A batch of the server's own messages may come as JSON: one the
+            # plugins cannot read (compressed, say) must not pass unread.
+            unreadable = self._unreadable(headers, content_types, streaming)
+            if unreadable is not None or not is_identity(header(headers, "content-encoding")):
+                self.replacement = self._uninspectable(unreadable or "a compressed response")
+                return ResponseMode.REPLACE
             return ResponseMode.BUFFER
         if not streaming and HookType.HTTP_POST_REQUEST in self.active:
             return ResponseMode.BUFFER
