@@ -91,6 +91,7 @@ from pydantic import AliasChoices, Field, field_validator
 from ..models import PluginConfig, PluginViolation
 from ._base import Findings, TextFilterPlugin, config_error, counted, labels
 from ._config import Settings, parse_config
+from ._phones import DEFAULT_REGIONS, PhoneRules, has_context, known_region, nanp
 from .regex_replace import compile_guarded
 
 __all__ = ["TYPES", "Detector", "PIIFilterPlugin", "PIIFilterSettings", "find_pii"]
@@ -125,8 +126,21 @@ class PIIFilterSettings(Settings):
     allow_list: list[str] = Field(default_factory=list)
     custom_patterns: list[CustomPattern] = Field(default_factory=list)
     hash_salt: str = ""
+    regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS), min_length=1)
+    """Regions whose national phone formats (no country code) are recognised."""
+    ip_skip: list[IPSkip] = Field(default_factory=lambda: list(DEFAULT_IP_SKIP))
+    """Kinds of IP address not reported."""
     allow_backtracking: bool = False
     """Run ``custom_patterns`` RE2 cannot compile on Python's engine (unsafe on hostile text)."""
+
+    @field_validator("regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        regions = [region.upper() for region in regions]
+        unknown = [region for region in regions if not known_region(region)]
+        if unknown:
+            raise ValueError(f"unknown regions (ISO 3166 codes such as GB): {', '.join(unknown)}")
+        return regions
 
     @field_validator("custom_patterns")
     @classmethod
@@ -154,6 +168,7 @@ class PIIFilterSettings(Settings):
 # ``(?<=...)`` which lead it was. Validators have the final word on every
 # candidate.
 _LEAD = "[0-9+(]"
+_EXTENSION = r"(?:(?: ?(?:x|ext\.?|extension) ?)[0-9]{1,6}(?![0-9]))?"
 # re looks for a class one character at a time, several times slower than
 # str.find looks for one character: marking the lead characters with
 # str.translate (fast on ASCII text) lets find skip the text between them.
@@ -163,20 +178,32 @@ _DIGIT_LED: dict[str, str] = {
     "SSN": r"(?<![.+-].)(?<=[0-9])[0-9]{2}(?P<ssn_sep>[- ])[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-])",
     "CREDIT_CARD": (
         r"(?<![.+-].)(?<=[0-9])(?:[0-9]{12,18}"
-        r"|[0-9]{3}(?P<cc_sep>[ -])[0-9]{4}(?P=cc_sep)[0-9]{4}(?P=cc_sep)[0-9]{4}(?:(?P=cc_sep)[0-9]{3})?"
+        r"|[0-9]{3}(?P<cc_sep>[ -])[0-9]{4}(?P=cc_sep)[0-9]{4}(?P=cc_sep)"
+        r"(?:[0-9]{4}(?:(?P=cc_sep)[0-9]{1,4})?|[0-9]{1,3})"
         r"|[0-9]{3}(?P<ax_sep>[ -])[0-9]{6}(?P=ax_sep)[0-9]{4,5})(?![\w-])"
     ),
-    # North American: [+]1 country code, (area) or area-, exchange, line.
+    # North American: [+]1 country code, (area) or area-, exchange, line,
+    # and an extension (303-996-1274x4451).
     "PHONE": (
-        r"(?<![+(.-].)"
+        r"(?<![+.-].)"
         r"(?:(?<=\+)1[ .-]?(?:\([0-9]{3}\) ?|[0-9]{3}[ .-])"
         r"|(?<=\()[0-9]{3}\) ?"
         r"|(?<=1)[ .-]?(?:\([0-9]{3}\) ?|[0-9]{3}[ .-])"
         r"|(?<=[0-9])[0-9]{2}[ .-])"
-        r"[0-9]{3}[ .-][0-9]{4}(?!\w|[.-][0-9])"
+        r"[0-9]{3}[ .-][0-9]{4}" + _EXTENSION + r"(?!\w|[.-][0-9])"
     ),
-    # International: + and 8 to 15 digits with light punctuation (checked later).
-    "PHONE_INTL": r"(?<![+].)(?<=\+)[1-9][0-9 .()-]{6,22}[0-9](?!\w|[.-][0-9])",
+    # International: + and 8 to 15 digits with light punctuation and a
+    # national trunk prefix in parentheses (+44 (0)20 ...), checked later.
+    "PHONE_INTL": r"(?<![+].)(?<=\+)[1-9][0-9 .()/-]{6,22}[0-9]" + _EXTENSION + r"(?!\w|[.-][0-9])",
+    # National formats: a trunk prefix 0 (or 00, the international prefix),
+    # the area code perhaps in parentheses, groups of digits.
+    "PHONE_NATIONAL": (
+        r"(?<![.,+-].)(?:(?<=\()0[0-9]{1,4}\)[ -]?[0-9]{2,8}|(?<=0)[0-9]{1,11})"
+        r"(?:[ ./-][0-9]{2,8}){0,5}" + _EXTENSION + r"(?![\w/]|[.,-][0-9])"
+    ),
+    # A run of digits with no separators, only a phone after a word such as
+    # "phone", "Tel." or "telefono" (checked later).
+    "PHONE_BARE": r"(?<![.,+-].)(?<=[1-9])[0-9]{6,11}(?![\w/]|[.,-][0-9])",
     "IPV4": r"(?<![.].)(?<=[0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?!\w|\.[0-9])",
     # Led by the first check digit: the country code is the two letters before
     # (so this one is not under the shared token-start check).
@@ -186,6 +213,7 @@ _DIGIT_LED: dict[str, str] = {
     ),
 }
 _GROUP_TYPE = {"SSN": "SSN", "CREDIT_CARD": "CREDIT_CARD", "PHONE": "PHONE", "PHONE_INTL": "PHONE"}
+_GROUP_TYPE.update(PHONE_NATIONAL="PHONE", PHONE_BARE="PHONE")
 _GROUP_TYPE.update(IPV4="IP_ADDRESS", IBAN="IBAN")
 _GROUP_OFFSET = {"IBAN": 2}  # where the match really starts, before the lead
 
@@ -211,15 +239,21 @@ _SETTING = {
 }
 
 
+# What a dotted quad that is a version number comes after: a word such as
+# "version" or "build" (AssemblyVersion("12.3.0.17") too), a comparison
+# (foo==16.16.8.9), a product token (Chrome/120.0.6099.109) or a package
+# name (pkg@1.2.3.4).
 _VERSION_BEFORE = re.compile(
-    r"\b(?:v|ver|version|build|release|rev|revision|firmware|fw|kernel)[\s:#=]*\Z", re.IGNORECASE
+    r"(?:\b(?:v|ver|build|release|rev|revision|firmware|fw|kernel)|version)[\s:#=(\"']*\Z"
+    r"|[=!~<>]=\s*\Z|[A-Za-z0-9_]/\Z|@\Z",
+    re.IGNORECASE,
 )
 # Asset names written like addresses (logo@2x.png) end in a file extension.
 _FILE_SUFFIXES = frozenset(
     ["png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "css", "js", "json", "txt", "pdf", "zip"]
 )
 _URL_TOKEN_STOP = frozenset(" \t\r\n\"'<>()[]{}`,;")
-_PHONE_PUNCTUATION = re.compile(r"[ .-]{2}|\(\)|[^0-9 .()-]")
+_PHONE_PUNCTUATION = re.compile(r"[ ./-]{2}|\(\)|[^0-9 ./()-]")
 
 
 def _ssn_ok(value: str, text: str, start: int) -> bool:
@@ -242,44 +276,115 @@ def _luhn(digits: bytes) -> bool:
 
 def _card_ok(value: str, text: str, start: int) -> bool:
     digits = value.encode().translate(None, b" -")
-    return 0x32 <= digits[0] <= 0x36 and _luhn(digits)  # '2' to '6'
-
-
-def _nanp_ok(digits: bytes) -> bool:
-    if len(digits) == 11:
-        if digits[0] != 0x31:  # '1'
-            return False
-        digits = digits[1:]
-    return len(digits) == 10 and digits[0] >= 0x32 and digits[3] >= 0x32  # '2'
-
-
-def _phone_ok(value: str, text: str, start: int) -> bool:
-    digits = value.encode().translate(None, b" .()+-")
-    if value[0] != "+":
-        return _nanp_ok(digits)
-    body = value[1:]
-    if _PHONE_PUNCTUATION.search(body):
+    # Issuer numbers start with 2 to 6 (Mastercard's 2-series, Amex and
+    # Diners 3, Visa 4, Mastercard and Maestro 5, Discover and Maestro 6),
+    # but for JCB's old 15-digit 1800 and 2131 and Maestro's 0604.
+    if not (0x32 <= digits[0] <= 0x36 or digits.startswith((b"1800", b"0604"))):
         return False
-    if "(" in body or ")" in body:
-        opened = body.count("(")
-        if opened > 1 or opened != body.count(")"):
+    return _luhn(digits)
+
+
+class _PhoneChecks:
+    """The validators of the phone alternatives, under the configured regions."""
+
+    def __init__(self, rules: PhoneRules) -> None:
+        self.rules = rules
+
+    def nanp(self, value: str, text: str, start: int) -> bool:
+        return nanp(_phone_digits(_without_extension(value)))
+
+    def international(self, value: str, text: str, start: int) -> bool:
+        number = _without_extension(value)[1:]
+        # A national trunk prefix written in parentheses after the country
+        # code (+44 (0)20 ...) is not dialled from abroad.
+        if "(0)" in number:
+            number = _TRUNK_IN_PARENS.sub(" ", number, 1).strip()
+        if _PHONE_PUNCTUATION.search(number):
             return False
-    if digits[0] == 0x31:  # '1'
-        return _nanp_ok(digits)
-    return 8 <= len(digits) <= 15
+        if "(" in number or ")" in number:
+            opened = number.count("(")
+            if opened > 1 or opened != number.count(")"):
+                return False
+        return self.rules.international(_phone_digits(number))
+
+    def national(self, value: str, text: str, start: int) -> bool:
+        number = _without_extension(value)
+        digits = _phone_digits(number)
+        if digits.startswith("00") and self.rules.international(digits[2:]):
+            return True  # 0044 20 7946 0958, 001-415-555-2671
+        if _NOT_A_PHONE.match(number) or _PHONE_PUNCTUATION.search(number.lstrip("(")):
+            return False
+        if not self.rules.national(digits):
+            return False
+        # Separated into groups, nine digits or more: a number as people
+        # write one. Shorter, or one unbroken run: only after a phone word.
+        if len(digits) >= 9 and len(digits) < len(number):
+            return True
+        return has_context(text, start)
+
+    def bare(self, value: str, text: str, start: int) -> bool:
+        return has_context(text, start) and self.rules.national(value)
 
 
-def _ip_ok(value: str, text: str, start: int) -> bool:
-    if ":" in value:
+# Dates and dotted quads written with a leading zero (05.03.2024,
+# 010.001.002.003), and the US "ID" shape 0xx-xxx-xxxx, are not phones.
+_NOT_A_PHONE = re.compile(
+    r"[0-9]{1,2}([./-])[0-9]{1,2}\1[0-9]{2,4}(?![0-9])|[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z|0[0-9]{2}-[0-9]{3}-[0-9]{4}\Z"
+)
+_PHONE_DROP = b" .()+-/"
+_TRUNK_IN_PARENS = re.compile(r" ?\(0\) ?")
+
+
+def _phone_digits(value: str) -> str:
+    return value.encode().translate(None, _PHONE_DROP).decode()
+
+
+_EXTENSION_TAIL = re.compile(_EXTENSION[:-1] + r"\Z")
+
+
+def _without_extension(value: str) -> str:
+    # "x", "ext" and "extension" all have an x.
+    return _EXTENSION_TAIL.sub("", value) if "x" in value else value
+
+
+IPSkip = Literal["loopback", "unspecified", "private", "link_local", "multicast", "reserved"]
+DEFAULT_IP_SKIP: tuple[IPSkip, ...] = ("loopback", "unspecified")
+"""Addresses not reported by default: they name no host (127.0.0.1, 0.0.0.0, ::1)."""
+
+
+class _IPChecks:
+    """Address validators, skipping the kinds of address in ``skip``."""
+
+    def __init__(self, skip: frozenset[str]) -> None:
+        self.skip = skip
+        # Only loopback and unspecified skipped (the default): decided from
+        # the text, without building an address object.
+        self._by_text = skip <= {"loopback", "unspecified"}
+
+    def _skipped(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(getattr(address, f"is_{kind}") for kind in self.skip)
+
+    def ipv4(self, value: str, text: str, start: int) -> bool:
+        # The pattern allows only four runs of one to three ASCII digits: what
+        # IPv4Address refuses among those is a leading zero or a value over 255.
+        if _IPV4_OCTETS.match(value) is None or _after_version_word(text, start):
+            return False
+        if self._by_text:
+            if "loopback" in self.skip and value.startswith("127."):
+                return False
+            return not ("unspecified" in self.skip and value == "0.0.0.0")
+        return not self._skipped(ipaddress.IPv4Address(value))
+
+    def ipv6(self, value: str) -> bool:
         try:
-            ipaddress.IPv6Address(value)
+            address = ipaddress.IPv6Address(value)
         except ValueError:
             return False
         groups = [group for group in value.split(":") if group]
-        return len(groups) >= 2 and any(char.isdigit() for char in value)
-    # The pattern allows only four runs of one to three ASCII digits: what
-    # IPv4Address refuses among those is a leading zero or a value over 255.
-    return _IPV4_OCTETS.match(value) is not None and not _after_version_word(text, start)
+        if len(groups) < 2 or not any(char.isdigit() for char in value):
+            return False  # std::vector, a::b
+        mapped = address.ipv4_mapped
+        return not self._skipped(address if mapped is None else mapped)
 
 
 _IPV4_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -304,8 +409,10 @@ def _after_version_word(text: str, start: int) -> bool:
     # _VERSION_BEFORE's words can that regex match: checking so first spares
     # most addresses the regex search.
     floor = max(0, start - 16)
+    if start and (text[start - 1] in "=@" or (text[start - 1] == "/" and start > 1 and text[start - 2].isalnum())):
+        return _VERSION_BEFORE.search(text, floor, start) is not None
     index = start - 1
-    while index >= floor and (text[index] in ":#=" or text[index].isspace()):
+    while index >= floor and (text[index] in ":#=(\"'" or text[index].isspace()):
         index -= 1
     if index < floor:
         return False
@@ -330,9 +437,6 @@ def _iban_ok(value: str, text: str, start: int) -> bool:
 _VALIDATORS: dict[str, Callable[[str, str, int], bool]] = {
     "SSN": _ssn_ok,
     "CREDIT_CARD": _card_ok,
-    "PHONE": _phone_ok,
-    "PHONE_INTL": _phone_ok,
-    "IPV4": _ip_ok,
     "IBAN": _iban_ok,
 }
 
@@ -382,7 +486,7 @@ def _outside_url(text: str, start: int) -> bool:
     return "://" not in token or "?" in token or "#" in token
 
 
-def _ipv6s(text: str) -> Iterator[Span]:
+def _ipv6s(text: str, valid: Callable[[str], bool]) -> Iterator[Span]:
     hint = _IPV6_HINT.search(text)
     while hint is not None:
         start = hint.start()
@@ -390,7 +494,7 @@ def _ipv6s(text: str) -> Iterator[Span]:
         while start > floor and text[start - 1] in _HEX:
             start -= 1
         match = _IPV6.match(text, start)
-        if match is not None and _ip_ok(match.group(), text, start):
+        if match is not None and valid(match.group()):
             yield "IP_ADDRESS", start, match.end()
             hint = _IPV6_HINT.search(text, match.end())
         else:
@@ -400,7 +504,13 @@ def _ipv6s(text: str) -> Iterator[Span]:
 class Detector:
     """Finds the built-in PII types in ``types`` (all of them by default)."""
 
-    def __init__(self, types: Iterable[str] = TYPES) -> None:
+    def __init__(
+        self,
+        types: Iterable[str] = TYPES,
+        *,
+        regions: Iterable[str] = DEFAULT_REGIONS,
+        ip_skip: Iterable[str] = DEFAULT_IP_SKIP,
+    ) -> None:
         wanted = set(types)
         unknown = wanted - set(TYPES)
         if unknown:
@@ -409,7 +519,7 @@ class Detector:
         token_start = "|".join(f"(?P<{group}>{_DIGIT_LED[group]})" for group in groups if group != "IBAN")
         # Every token-start type has six more digits or separators after the
         # lead: checking that once skips short numbers cheaply.
-        alternatives = [f"(?<![\\w].)(?=[0-9 .()-]{{6}})(?:{token_start})"] if token_start else []
+        alternatives = [f"(?<![\\w].)(?=[0-9 .()/-]{{6}})(?:{token_start})"] if token_start else []
         if "IBAN" in groups:
             alternatives.insert(0, f"(?P<IBAN>{_DIGIT_LED['IBAN']})")
         # No alternative starts after a digit, a lower-case letter or '_'
@@ -418,10 +528,18 @@ class Detector:
         # digits inside numbers cheap to pass over.
         pattern = f"{_LEAD}(?<![0-9a-z_].)(?:{'|'.join(alternatives)})"
         self._led = re.compile(pattern) if alternatives else None
-        # One lookup per candidate: (type, offset, validator) by group name.
-        self._groups = {
-            group: (_GROUP_TYPE[group], _GROUP_OFFSET.get(group, 0), _VALIDATORS[group]) for group in groups
+        phones = _PhoneChecks(PhoneRules(tuple(regions)))
+        self._ips = _IPChecks(frozenset(ip_skip))
+        validators: dict[str, Callable[[str, str, int], bool]] = {
+            **_VALIDATORS,
+            "PHONE": phones.nanp,
+            "PHONE_INTL": phones.international,
+            "PHONE_NATIONAL": phones.national,
+            "PHONE_BARE": phones.bare,
+            "IPV4": self._ips.ipv4,
         }
+        # One lookup per candidate: (type, offset, validator) by group name.
+        self._groups = {group: (_GROUP_TYPE[group], _GROUP_OFFSET.get(group, 0), validators[group]) for group in groups}
         self._email = "EMAIL" in wanted
         self._ipv6 = "IP_ADDRESS" in wanted
 
@@ -446,7 +564,7 @@ class Detector:
             spans.extend(_emails(text))
         if self._ipv6 and ":" in text:
             sources += 1
-            spans.extend(_ipv6s(text))
+            spans.extend(_ipv6s(text, self._ips.ipv6))
         return _disjoint(spans) if sources > 1 else spans
 
     def _led_matches(self, text: str) -> Iterator[re.Match[str]]:
@@ -530,7 +648,14 @@ class PIIFilterPlugin(TextFilterPlugin):
         self.settings = settings = parse_config(PIIFilterSettings, self.config)
         self.blocks = settings.strategy == "block"
         enabled = [kind for kind in TYPES if getattr(settings.detect, _SETTING[kind])]
-        self._detector = _DEFAULT_DETECTOR if len(enabled) == len(TYPES) else Detector(enabled)
+        defaults = (
+            len(enabled) == len(TYPES)
+            and tuple(settings.regions) == DEFAULT_REGIONS
+            and tuple(settings.ip_skip) == DEFAULT_IP_SKIP
+        )
+        self._detector = (
+            _DEFAULT_DETECTOR if defaults else Detector(enabled, regions=settings.regions, ip_skip=settings.ip_skip)
+        )
         self._allow = frozenset(settings.allow_list)
         self._custom: list[tuple[str, Any]] = []
         self._replacements: dict[str, str] = {}
