@@ -31,6 +31,7 @@ from .models import (
     ToolPreInvokePayload,
 )
 from .plugin import Plugin
+from .proxy import proxy_app
 from .wsgi import WSGIPluginMiddleware
 
 __version__ = "0.1.0"
@@ -67,4 +68,5 @@ __all__ = [
     "WSGIPluginMiddleware",
     "admin_app",
     "admin_wsgi_app",
+    "proxy_app",
 ]

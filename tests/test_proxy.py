@@ -1,0 +1,640 @@
+"""
+The reverse proxy in front of real MCP servers
+==============================================
+
+``mw.proxy_app`` and ``mcp-plugin-mw proxy`` (a real child process) in front
+of the official Python SDK server (JSON and SSE responses, stateful and
+stateless, 2026-07-28 and 2025-11-25 clients) and of the Node reference
+server ``@modelcontextprotocol/server-everything`` in its streamable-HTTP
+mode, always driven by the SDK client: a masked e-mail, a deny-list block
+with the session usable after it, progress before the result, an upstream
+killed mid-stream, a 100 MB upload refused unread; and the proxy's own
+rules (hop-by-hop headers, X-Forwarded-*, paths, failures, TLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import Context, MCPServer
+
+import mcp_plugin_mw as mw
+from tests.fail_closed_support import free_socket, uvicorn_on
+from tests.test_conformance import cache_root, install, run, unavailable
+
+pytestmark = [pytest.mark.timeout(120)]
+
+EMAIL = "ada.lovelace@example.com"
+GUARDS: dict[str, Any] = {
+    "plugins": [
+        {"name": "pii", "kind": "pii_filter"},
+        {"name": "banned", "kind": "deny_list", "config": {"terms": ["forbidden"]}},
+    ]
+}
+BOUND = 20.0
+
+progress_gate = threading.Event()
+"""Set by the progress test once its client has seen the first progress notification."""
+
+
+def build_server(calls: list[str] | None = None) -> MCPServer:
+    server = MCPServer("upstream")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        if calls is not None:
+            calls.append(text)
+        return text
+
+    @server.tool()
+    def contact() -> str:
+        return f"write to {EMAIL}"
+
+    @server.tool()
+    async def gated(ctx: Context) -> str:
+        await ctx.report_progress(1, 2, "first")
+        released = await asyncio.to_thread(progress_gate.wait, BOUND)
+        await ctx.report_progress(2, 2, "second")
+        return "released" if released else "timed out"
+
+    return server
+
+
+class Recorder:
+    """An ASGI wrapper noting the method, path and body size of every request reaching the upstream."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[str, str, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        entry = [scope["method"], scope["path"], 0]
+        self.seen.append(entry)  # type: ignore[arg-type]
+
+        async def counting() -> Any:
+            message = await receive()
+            entry[2] += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counting, send)
+
+
+@contextlib.contextmanager
+def sdk_upstream(
+    *, json_response: bool, stateless: bool, calls: list[str] | None = None
+) -> Iterator[tuple[str, Recorder]]:
+    app = Recorder(build_server(calls).streamable_http_app(json_response=json_response, stateless_http=stateless))
+    with uvicorn_on(app) as port:
+        yield f"http://127.0.0.1:{port}/mcp", app
+
+
+@contextlib.contextmanager
+def proxied(upstream: str, config: Any = GUARDS, **options: Any) -> Iterator[str]:
+    app = mw.proxy_app(upstream, config=config, **options)
+    with uvicorn_on(app) as port:
+        yield f"http://127.0.0.1:{port}{httpx.URL(upstream).path}"
+
+
+@contextlib.asynccontextmanager
+async def sdk_client(url: str, mode: str = "legacy") -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(timeout=httpx2.Timeout(BOUND)) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def texts(result: Any) -> list[str]:
+    return [item.text for item in result.content]
+
+
+async def guarded_session(client: Client, calls: list[str] | None = None) -> None:
+    """The checks every upstream must pass behind the proxy."""
+    masked = " ".join(texts(await client.call_tool("contact", {})))
+    assert EMAIL not in masked
+    assert "write to" in masked
+    with pytest.raises(MCPError) as blocked:
+        await client.call_tool("echo", {"text": "a forbidden plan"})
+    assert blocked.value.error.code == -32602
+    assert "Plugin Violation" in blocked.value.error.message
+    if calls is not None:
+        assert calls == []  # the blocked call never reached the server
+    # The session is usable after the block.
+    assert texts(await client.call_tool("echo", {"text": "hello"})) == ["hello"]
+
+
+MATRIX = [
+    pytest.param(
+        json_response,
+        stateless,
+        mode,
+        id=f"{'json' if json_response else 'sse'}-{'stateless' if stateless else 'stateful'}-{mode}",
+    )
+    for json_response in (True, False)
+    for stateless in (False, True)
+    for mode in ("legacy", "auto")
+]
+
+
+@pytest.mark.parametrize(("json_response", "stateless", "mode"), MATRIX)
+async def test_sdk_server_behind_proxy_app(json_response: bool, stateless: bool, mode: str) -> None:
+    calls: list[str] = []
+    with (
+        sdk_upstream(json_response=json_response, stateless=stateless, calls=calls) as (upstream, recorder),
+        proxied(upstream) as url,
+    ):
+        async with sdk_client(url, mode) as client:
+            await guarded_session(client, calls)
+    assert calls == ["hello"]
+    methods = {method for method, _, _ in recorder.seen}
+    assert "POST" in methods
+    if mode == "legacy" and not stateless:
+        # The session's held-open GET stream and its DELETE on exit went through.
+        assert "DELETE" in methods
+
+
+async def test_progress_arrives_before_the_result() -> None:
+    progress_gate.clear()
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(f"progress {message}")
+        # The tool waits on this: the result cannot have been sent before the
+        # client saw the first progress notification, through the proxy.
+        progress_gate.set()
+
+    with sdk_upstream(json_response=False, stateless=False) as (upstream, _), proxied(upstream) as url:
+        async with sdk_client(url) as client:
+            result = await client.call_tool("gated", {}, progress_callback=on_progress)
+            seen.append("result " + texts(result)[0])
+    assert seen[0] == "progress first"
+    assert seen[-1] == "result released"
+
+
+# --------------------------------------------------------------------------
+# An upstream that dies
+# --------------------------------------------------------------------------
+
+UPSTREAM_SCRIPT = """
+import asyncio, sys, uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("mortal")
+
+@server.tool()
+def echo(text: str) -> str:
+    return text
+
+@server.tool()
+async def hang(ctx: Context) -> str:
+    await ctx.report_progress(1, 2, "started")
+    await asyncio.sleep(3600)
+    return "never"
+
+app = server.streamable_http_app(json_response=False)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + BOUND
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}")
+        assert time.monotonic() < deadline, f"nothing listens on port {port}"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    sock = free_socket()
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+@contextlib.contextmanager
+def child_upstream(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen([sys.executable, "-c", UPSTREAM_SCRIPT, str(port)])
+    try:
+        wait_for_port(port, process)
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=BOUND)
+
+
+async def test_upstream_killed_mid_stream() -> None:
+    port = free_port()
+    upstream = f"http://127.0.0.1:{port}/mcp"
+    with proxied(upstream) as url:
+        with child_upstream(port) as process:
+            async with sdk_client(url) as client:
+                started = asyncio.Event()
+
+                async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                    started.set()
+
+                call = asyncio.ensure_future(client.call_tool("hang", {}, progress_callback=on_progress))
+                await asyncio.wait_for(started.wait(), BOUND)
+                process.kill()
+                with pytest.raises(MCPError) as failed:
+                    await asyncio.wait_for(call, BOUND)
+                assert failed.value.error.code == -32603
+                assert "failed before answering" in failed.value.error.message
+        # Upstream down: a JSON-RPC request gets a JSON-RPC error under its id, at 502.
+        async with httpx.AsyncClient(timeout=BOUND) as http:
+            answer = await http.post(
+                url,
+                json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+                headers={"accept": "application/json, text/event-stream"},
+            )
+        assert answer.status_code == 502
+        assert answer.json()["id"] == 7
+        assert answer.json()["error"]["code"] == -32603
+        # And back up: the same proxy serves again.
+        with child_upstream(port):
+            async with sdk_client(url) as client:
+                assert texts(await client.call_tool("echo", {"text": "again"})) == ["again"]
+
+
+async def test_unreachable_and_silent_upstreams() -> None:
+    port = free_port()
+    app = mw.proxy_app(f"http://127.0.0.1:{port}/mcp", config=GUARDS)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+        batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"}, {"jsonrpc": "2.0", "id": "b", "method": "ping"}]
+        answer = await http.post("/mcp", json=batch)
+        assert answer.status_code == 502
+        assert [m["id"] for m in answer.json()] == [1, "b"]
+        answer = await http.get("/other")
+        assert answer.status_code == 502
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["status"] == 502
+    # A server that accepts the connection but never answers: 504 after the read timeout.
+    silent = free_socket()
+    silent.listen()
+    try:
+        app = mw.proxy_app(f"http://127.0.0.1:{silent.getsockname()[1]}/mcp", config=GUARDS, read_timeout=0.3)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+            answer = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 0, "method": "ping"})
+        assert answer.status_code == 504
+        assert answer.json()["id"] == 0
+    finally:
+        silent.close()
+
+
+# --------------------------------------------------------------------------
+# The body size limit: the middleware decides before the proxy reads
+# --------------------------------------------------------------------------
+
+
+async def test_huge_upload_refused_unread() -> None:
+    with sdk_upstream(json_response=True, stateless=True) as (upstream, recorder):
+        # What the proxy app (the middleware and the proxy in it) takes from the server.
+        proxy = Recorder(mw.proxy_app(upstream, config=GUARDS))
+        with uvicorn_on(proxy) as port:
+            total = 100 * 1024 * 1024
+            chunk = b"a" * 65536
+
+            async def body() -> AsyncIterator[bytes]:
+                yield b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+                for _ in range(total // len(chunk)):
+                    yield chunk
+                yield b'"}}}'
+
+            async with httpx.AsyncClient(timeout=BOUND) as http:
+                answer = await http.post(
+                    f"http://127.0.0.1:{port}/mcp", content=body(), headers={"content-type": "application/json"}
+                )
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == "application/problem+json"
+    # The middleware stopped reading just past max_body_bytes (1 MiB); the
+    # rest was uvicorn's to discard, and the upstream got none of it.
+    [(method, _, read)] = proxy.seen
+    assert method == "POST"
+    assert read < 2 * 1024 * 1024
+    assert recorder.seen == []
+
+
+# --------------------------------------------------------------------------
+# Headers and paths
+# --------------------------------------------------------------------------
+
+
+class Echo:
+    """An upstream that answers with what it received (and hop-by-hop headers of its own)."""
+
+    def __init__(self) -> None:
+        self.scopes: list[Any] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.scopes.append(scope)
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        document = {
+            "path": scope["path"],
+            "query": scope["query_string"].decode(),
+            "headers": [[n.decode(), v.decode()] for n, v in scope["headers"]],
+            "body": body.decode(),
+        }
+        content = json.dumps(document).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"connection", b"x-upstream-private"),
+            (b"x-upstream-private", b"1"),
+            (b"proxy-authenticate", b"Basic"),
+            (b"mcp-session-id", b"upstream-session"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def test_headers_and_paths() -> None:
+    echo = Echo()
+    with uvicorn_on(echo) as port:
+        app = mw.proxy_app(f"http://127.0.0.1:{port}/mcp", config=GUARDS)
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="https://proxy.example") as http:
+            answer = await http.post(
+                "/other/a%20b",
+                params={"q": "1"},
+                content=b"plain text",
+                headers={
+                    "connection": "x-private",
+                    "x-private": "secret",
+                    "keep-alive": "timeout=5",
+                    "te": "trailers",
+                    "proxy-authorization": "Basic eA==",
+                    "authorization": "Bearer token",
+                    "mcp-session-id": "abc",
+                    "mcp-protocol-version": "2025-11-25",
+                    "last-event-id": "42",
+                    "x-forwarded-for": "192.0.2.1",
+                },
+            )
+    assert answer.status_code == 200
+    got = answer.json()
+    assert got["path"] == "/other/a b"
+    assert got["query"] == "q=1"
+    assert got["body"] == "plain text"
+    headers = dict(got["headers"])
+    for dropped in ("x-private", "keep-alive", "te", "proxy-authorization"):
+        assert dropped not in headers, dropped
+    assert headers["connection"] == "keep-alive"  # the proxy's own connection, not the client's
+    assert headers["authorization"] == "Bearer token"
+    assert headers["mcp-session-id"] == "abc"
+    assert headers["mcp-protocol-version"] == "2025-11-25"
+    assert headers["last-event-id"] == "42"
+    assert headers["host"] == f"127.0.0.1:{port}"
+    assert headers["accept-encoding"] == "identity"
+    assert headers["x-forwarded-for"] == "192.0.2.1, 10.0.0.7"
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-host"] == "proxy.example"
+    # Response side: hop-by-hop dropped, the MCP session header kept.
+    assert "x-upstream-private" not in answer.headers
+    assert "proxy-authenticate" not in answer.headers
+    assert answer.headers["mcp-session-id"] == "upstream-session"
+
+
+# --------------------------------------------------------------------------
+# TLS to the upstream
+# --------------------------------------------------------------------------
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def write_key(key: Any, name: str) -> Path:
+        path = directory / name
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return path
+
+    def issue(subject: str, issuer_key: Any, issuer: Any, key: Any, *, ca: bool, san: bool = False) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            import ipaddress
+
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = issue("test CA", ca_key, ca_name, ca_key, ca=True)
+    paths = {"ca": directory / "ca.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for name, san in (("server", True), ("client", False)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = issue(name, ca_key, ca_name, key, ca=False, san=san)
+        paths[name] = directory / f"{name}.pem"
+        paths[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        paths[f"{name}_key"] = write_key(key, f"{name}.key")
+    return paths
+
+
+@contextlib.contextmanager
+def tls_upstream(paths: dict[str, Path], *, require_client: bool) -> Iterator[str]:
+    import uvicorn
+
+    app = build_server().streamable_http_app(json_response=True, stateless_http=True)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level="critical",
+        lifespan="on",
+        ssl_certfile=str(paths["server"]),
+        ssl_keyfile=str(paths["server_key"]),
+        ssl_ca_certs=str(paths["ca"]) if require_client else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if require_client else ssl.CERT_NONE,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + BOUND
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"https://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=BOUND)
+        sock.close()
+
+
+async def test_tls_upstream(tmp_path: Path) -> None:
+    paths = make_certificates(tmp_path)
+    with tls_upstream(paths, require_client=False) as upstream:
+        with proxied(upstream, verify=str(paths["ca"])) as url:
+            async with sdk_client(url) as client:
+                assert texts(await client.call_tool("echo", {"text": "over tls"})) == ["over tls"]
+        # Not signed by a CA the proxy trusts: refused, as a JSON-RPC error.
+        with proxied(upstream) as url:
+            async with httpx.AsyncClient(timeout=BOUND) as http:
+                answer = await http.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "ping"})
+            assert answer.status_code == 502
+            assert answer.json()["id"] == 2
+    with tls_upstream(paths, require_client=True) as upstream:
+        cert = (str(paths["client"]), str(paths["client_key"]))
+        with proxied(upstream, verify=str(paths["ca"]), cert=cert) as url:
+            async with sdk_client(url) as client:
+                assert texts(await client.call_tool("echo", {"text": "mutual"})) == ["mutual"]
+        with proxied(upstream, verify=str(paths["ca"])) as url:
+            async with httpx.AsyncClient(timeout=BOUND) as http:
+                answer = await http.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "ping"})
+            assert answer.status_code == 502
+            assert answer.json()["id"] == 3
+
+
+# --------------------------------------------------------------------------
+# mcp-plugin-mw proxy, a real child process
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def proxy_command(upstream: str, config: Path, *extra: str) -> Iterator[str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-c",
+        "from mcp_plugin_mw.cli import main; main()",
+        "proxy",
+        "--upstream",
+        upstream,
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        os.killpg(process.pid, 15)
+        _, stderr = process.communicate(timeout=BOUND)
+        assert f"http://127.0.0.1:{port}/mcp -> {upstream}" in stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_proxy_command(tmp_path: Path, workers: int) -> None:
+    config = tmp_path / "plugins.yaml"
+    config.write_text(json.dumps(GUARDS))
+    calls: list[str] = []
+    with (
+        sdk_upstream(json_response=False, stateless=False, calls=calls) as (upstream, _),
+        proxy_command(upstream, config, "--workers", str(workers)) as url,
+    ):
+        async with sdk_client(url) as client:
+            await guarded_session(client, calls)
+
+
+# --------------------------------------------------------------------------
+# The Node reference server, in its streamable-HTTP mode
+# --------------------------------------------------------------------------
+
+EVERYTHING = "@modelcontextprotocol/server-everything"
+EVERYTHING_VERSION = "2026.8.31"
+
+
+@pytest.fixture(scope="session")
+def everything_server() -> Path:
+    """The reference server's entry point, npm-installed once into the cache (``CI=true``: fail, never skip)."""
+    import shutil
+
+    programs = {name: shutil.which(name) for name in ("node", "npm", "npx")}
+    missing = [name for name, path in programs.items() if path is None]
+    if missing:
+        unavailable(f"the Node reference server needs {', '.join(missing)} (Node.js and npm) on the PATH")
+    package = f"{EVERYTHING}@{EVERYTHING_VERSION}"
+    prefix = cache_root() / ("everything-" + package.lstrip("@").replace("/", "+"))
+    root = prefix / "node_modules" / EVERYTHING
+    manifest = root / "package.json"
+    if not manifest.exists() or json.loads(manifest.read_text()).get("version") != EVERYTHING_VERSION:
+        shutil.rmtree(prefix, ignore_errors=True)
+        install(str(programs["npm"]), prefix, [package])
+    entry = root / "dist" / "index.js"
+    assert entry.exists(), f"{entry} is missing after npm install"
+    assert run([str(programs["node"]), "--version"], timeout=60).returncode == 0
+    return entry
+
+
+@contextlib.contextmanager
+def everything_http(server: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        ["node", str(server), "streamableHttp"],
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.kill()
+        process.wait(timeout=BOUND)
+
+
+async def test_node_reference_server_behind_proxy(everything_server: Path) -> None:
+    with everything_http(everything_server) as upstream, proxied(upstream) as url:
+        async with sdk_client(url) as client:
+            echoed = " ".join(texts(await client.call_tool("echo", {"message": f"mail {EMAIL}"})))
+            assert echoed.startswith("Echo: mail ")
+            assert EMAIL not in echoed
+            with pytest.raises(MCPError) as blocked:
+                await client.call_tool("echo", {"message": "forbidden"})
+            assert blocked.value.error.code == -32602
+            assert texts(await client.call_tool("echo", {"message": "still here"})) == ["Echo: still here"]
