@@ -17,25 +17,37 @@ into a validated ``Config``:
   (they meet client-controlled paths and user ids); one that does not is an
   error unless ``plugin_settings.allow_backtracking`` is true.
 * Every problem is reported at once, each with its place
-  (``plugins[2].mode: ...``, or ``MCP_PLUGIN_MW_PLUGIN_TIMEOUT: ...``).
+  (``plugins[2].mode: ...``, or ``MCP_PLUGIN_MW_PLUGIN_TIMEOUT: ...``): in
+  one pass over the whole file, the parts that do validate are checked
+  further (duplicate names, patterns) and their plugins loaded, so that a
+  second run finds nothing the first did not report. An unknown key close to
+  a known one says which (``plugin_timout: unknown key (did you mean
+  'plugin_timeout'?)``).
+* Class paths in a YAML file are looked up in the file's folder first, then
+  on ``sys.path``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import logging
 import os
 import re
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from . import loader
 from ._regex import PatternError, compile_user_pattern
-from .models import Config, PluginMode
+from .models import Config, PluginConfig, PluginMode, PluginSettings
 
-__all__ = ["ENV_PREFIX", "ConfigError", "load_config"]
+__all__ = ["ENV_PREFIX", "ConfigError", "key_hint", "load_config"]
 
 ENV_PREFIX = "MCP_PLUGIN_MW_"
 
@@ -87,6 +99,7 @@ def load_config(
     """
     env = os.environ if environ is None else environ
     label: str | None = None
+    base_dir: Path | None = None
     if source is None and env.get(ENV_PREFIX + "CONFIG"):
         source = env[ENV_PREFIX + "CONFIG"]
     if isinstance(source, Config):
@@ -104,21 +117,36 @@ def load_config(
     else:
         label = os.fspath(source)
         raw = _read_yaml(Path(label))
+        base_dir = Path(label).resolve().parent
 
     problems: list[str] = []
     raw = _expand(raw, "", env, problems)
     if not isinstance(raw, dict):
         raise ConfigError(["<top>: expected a mapping with 'plugins' and 'plugin_settings'"], label)
     origins = _apply_environment(raw, env, settings or {}, problems)
+    disabled = _split_list(env.get(ENV_PREFIX + "DISABLED_PLUGINS", ""))
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_describe(error, origins) for error in exc.errors())
+        # One pass: what did validate is checked and loaded all the same.
+        plugin_settings, entries, names = _valid_parts(raw)
+        problems.extend(_check_semantics(plugin_settings, entries, names))
+        _unknown_disabled(disabled, [name for _, name in names], problems)
+        if plugin_settings is None or plugin_settings.enabled:
+            problems.extend(loader.entry_problems(_with_base_dir(entries, base_dir)))
         raise ConfigError(problems, label) from None
-    problems.extend(_check_semantics(config))
-    disabled = _split_list(env.get(ENV_PREFIX + "DISABLED_PLUGINS", ""))
+    entries = list(enumerate(config.plugins))
+    names = [(index, entry.name) for index, entry in entries]
+    problems.extend(_check_semantics(config.plugin_settings, entries, names))
     config = _disable(config, disabled, problems)
+    if base_dir is not None:
+        for entry in config.plugins:
+            loader.set_base_dir(entry, base_dir)
     if problems:
+        if config.plugin_settings.enabled:
+            # The manager would load them next; report their problems now, not on the next run.
+            problems.extend(loader.entry_problems(list(enumerate(config.plugins))))
         raise ConfigError(problems, label)
     if config.plugin_settings.log_level:
         logging.getLogger("mcp_plugin_mw").setLevel(config.plugin_settings.log_level.upper())
@@ -202,25 +230,58 @@ def _apply_environment(
     return origins
 
 
-def _check_semantics(config: Config) -> list[str]:
-    """Problems pydantic's field types cannot see."""
+def _valid_parts(
+    raw: dict[str, Any],
+) -> tuple[PluginSettings | None, list[tuple[int, PluginConfig]], list[tuple[int, str]]]:
+    """Of a configuration that does not validate: its settings if they do, the entries that do, every name given."""
+    try:
+        plugin_settings: PluginSettings | None = PluginSettings.model_validate(raw.get("plugin_settings") or {})
+    except ValidationError:
+        plugin_settings = None
+    items = raw.get("plugins")
+    entries: list[tuple[int, PluginConfig]] = []
+    names: list[tuple[int, str]] = []
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+            names.append((index, item["name"]))
+        with contextlib.suppress(ValidationError):  # already reported, with the whole configuration's errors
+            entries.append((index, PluginConfig.model_validate(item)))
+    return plugin_settings, entries, names
+
+
+def _with_base_dir(entries: list[tuple[int, PluginConfig]], base_dir: Path | None) -> list[tuple[int, PluginConfig]]:
+    if base_dir is not None:
+        for _, entry in entries:
+            loader.set_base_dir(entry, base_dir)
+    return entries
+
+
+def _check_semantics(
+    plugin_settings: PluginSettings | None,
+    entries: list[tuple[int, PluginConfig]],
+    names: list[tuple[int, str]],
+) -> list[str]:
+    """Problems pydantic's field types cannot see, in the settings (None: invalid) and entries given."""
     problems: list[str] = []
-    allow_backtracking = config.plugin_settings.allow_backtracking
+    allow_backtracking = plugin_settings.allow_backtracking if plugin_settings is not None else False
     seen: dict[str, int] = {}
-    for index, plugin in enumerate(config.plugins):
+    for index, name in names:
+        if name in seen:
+            problems.append(f"plugins[{index}].name: duplicate name {name!r} (also plugins[{seen[name]}])")
+        seen.setdefault(name, index)
+    for index, plugin in entries:
         where = f"plugins[{index}]"
-        if plugin.name in seen:
-            problems.append(f"{where}.name: duplicate name {plugin.name!r} (also plugins[{seen[plugin.name]}])")
-        seen.setdefault(plugin.name, index)
         if plugin.hooks is not None and not plugin.hooks:
             problems.append(f"{where}.hooks: empty list; omit it to use the hooks the class implements")
         for c_index, condition in enumerate(plugin.conditions):
             for p_index, pattern in enumerate(condition.user_patterns or ()):
                 place = f"{where}.conditions[{c_index}].user_patterns[{p_index}]"
                 problems.extend(_check_regex(pattern, place, allow_backtracking))
-    for index, pattern in enumerate(config.plugin_settings.excluded_urls):
+    if plugin_settings is None:
+        return problems
+    for index, pattern in enumerate(plugin_settings.excluded_urls):
         problems.extend(_check_regex(pattern, f"plugin_settings.excluded_urls[{index}]", allow_backtracking))
-    level = config.plugin_settings.log_level
+    level = plugin_settings.log_level
     if level is not None and level.upper() not in logging.getLevelNamesMapping():
         problems.append(f"plugin_settings.log_level: unknown level {level!r}")
     return problems
@@ -242,16 +303,71 @@ def _disable(config: Config, names: list[str], problems: list[str]) -> Config:
     """Apply ``MCP_PLUGIN_MW_DISABLED_PLUGINS``."""
     if not names:
         return config
-    known = {plugin.name for plugin in config.plugins}
+    _unknown_disabled(names, [plugin.name for plugin in config.plugins], problems)
     everything = "*" in names
-    for name in names:
-        if name != "*" and name not in known:
-            problems.append(f"{ENV_PREFIX}DISABLED_PLUGINS: no plugin named {name!r}")
     plugins = [
         plugin.model_copy(update={"mode": PluginMode.DISABLED}) if everything or plugin.name in names else plugin
         for plugin in config.plugins
     ]
     return config.model_copy(update={"plugins": plugins})
+
+
+def _unknown_disabled(names: list[str], known: list[str], problems: list[str]) -> None:
+    for name in names:
+        if name != "*" and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{ENV_PREFIX}DISABLED_PLUGINS: no plugin named {name!r}{hint}")
+
+
+def key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for an unknown key at ``loc`` inside ``model``, or ``""``.
+
+    ``loc`` is pydantic's: the path to the key, the key last. The known keys
+    are the fields of the model found at that place.
+    """
+    key = loc[-1] if loc else None
+    if not isinstance(key, str):
+        return ""
+    fields = _fields_at(model, loc[:-1])
+    if fields is None:
+        return ""
+    top_setting = model is Config and len(loc) == 1
+    if top_setting and key in PluginSettings.model_fields:
+        # A setting written at the top, its plugin_settings: forgotten.
+        return f" (did you mean 'plugin_settings.{key}'?)"
+    close = difflib.get_close_matches(key, fields, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if top_setting:
+        close = difflib.get_close_matches(key, PluginSettings.model_fields, n=1)
+        if close:
+            return f" (did you mean 'plugin_settings.{close[0]}'?)"
+    return ""
+
+
+def _fields_at(model: type[BaseModel], path: tuple[int | str, ...]) -> Collection[str] | None:
+    current: type[BaseModel] | None = model
+    for part in path:
+        if isinstance(part, int):
+            continue  # an item of a list: the list's model still holds
+        field = current.model_fields.get(part) if current is not None else None
+        current = _model_in(field.annotation) if field is not None else None
+        if current is None:
+            return None
+    return current.model_fields if current is not None else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model an annotation holds (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
+        for argument in typing.get_args(annotation):
+            found = _model_in(argument)
+            if found is not None:
+                return found
+    return None
 
 
 def _describe(error: Any, origins: Mapping[str, str]) -> str:
@@ -262,7 +378,7 @@ def _describe(error: Any, origins: Mapping[str, str]) -> str:
         where = format_location(loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = "unknown key" + key_hint(Config, loc)
     elif error["type"] == "missing":
         message = "required key is missing"
     return f"{where}: {message}"

@@ -118,7 +118,9 @@ def test_the_source_mapping_is_not_mutated():
 
 @pytest.mark.parametrize(("required", "mode"), [(True, PluginMode.ENFORCE), (False, PluginMode.ENFORCE_IGNORE_ERROR)])
 def test_required_is_shorthand_for_mode(required, mode):
-    config = load_config({"plugins": [{"name": "a", "kind": "x.Y", "required": required}]}, environ={})
+    config = load_config(
+        {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "required": required}]}, environ={}
+    )
     assert config.plugins[0].mode is mode
 
 
@@ -128,7 +130,9 @@ def test_required_is_shorthand_for_mode(required, mode):
 
 
 def _expanded(value: Any, environ: dict[str, str]) -> Any:
-    config = load_config({"plugins": [{"name": "a", "kind": "x.Y", "config": {"value": value}}]}, environ=environ)
+    config = load_config(
+        {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "config": {"value": value}}]}, environ=environ
+    )
     return config.plugins[0].config["value"]
 
 
@@ -157,7 +161,7 @@ def test_expanded_values_are_validated_like_written_ones():
     config = load_config(
         {
             "plugin_settings": {"plugin_timeout": "${T}"},
-            "plugins": [{"name": "a", "kind": "x.Y", "priority": "${P:-7}"}],
+            "plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "priority": "${P:-7}"}],
         },
         environ={"T": "2.5"},
     )
@@ -174,7 +178,15 @@ def test_expansion_in_a_file(tmp_path):
 
 def test_missing_variable_is_an_error_naming_it_and_where():
     problems = problems_of(
-        {"plugins": [{"name": "a", "kind": "x.Y", "config": {"url": "${API_URL}", "keys": ["${API_KEY}"]}}]}
+        {
+            "plugins": [
+                {
+                    "name": "a",
+                    "kind": "tests.sample_plugins.Upper",
+                    "config": {"url": "${API_URL}", "keys": ["${API_KEY}"]},
+                }
+            ]
+        }
     )
     assert problems == [
         "plugins[0].config.url: environment variable API_URL is not set and has no default",
@@ -318,7 +330,8 @@ def test_disabled_plugins_star_disables_all(make_manager):
 
 def test_disabled_plugins_unknown_name_is_an_error():
     problems = problems_of(
-        {"plugins": [{"name": "a", "kind": "x.Y"}]}, environ={"MCP_PLUGIN_MW_DISABLED_PLUGINS": "a,ghost"}
+        {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper"}]},
+        environ={"MCP_PLUGIN_MW_DISABLED_PLUGINS": "a,ghost"},
     )
     assert problems == ["MCP_PLUGIN_MW_DISABLED_PLUGINS: no plugin named 'ghost'"]
 
@@ -374,54 +387,72 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ({"plugins": [{"name": "a", "kind": "x.Y", "bogus": 1}]}, "plugins[0].bogus: unknown key"),
-        ({"plugin_settings": {"plugin_timout": 1}}, "plugin_settings.plugin_timout: unknown key"),
-        ({"plugin": []}, "plugin: unknown key"),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "conditions": [{"tool": ["t"]}]}]},
-            "plugins[0].conditions[0].tool: unknown key",
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "bogus": 1}]},
+            "plugins[0].bogus: unknown key",
+        ),
+        (
+            {"plugin_settings": {"plugin_timout": 1}},
+            "plugin_settings.plugin_timout: unknown key (did you mean 'plugin_timeout'?)",
+        ),
+        ({"plugin": []}, "plugin: unknown key (did you mean 'plugins'?)"),
+        (
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "conditions": [{"tool": ["t"]}]}]},
+            "plugins[0].conditions[0].tool: unknown key (did you mean 'tools'?)",
         ),
         ({"plugins": [{"name": "a"}]}, "plugins[0].kind: required key is missing"),
-        ({"plugins": [{"name": "", "kind": "x.Y"}]}, "plugins[0].name: String should have at least 1 character"),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "priority": "high"}]},
+            {"plugins": [{"name": "", "kind": "tests.sample_plugins.Upper"}]},
+            "plugins[0].name: String should have at least 1 character",
+        ),
+        (
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "priority": "high"}]},
             "plugins[0].priority: Input should be a valid integer, unable to parse string as an integer",
         ),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "timeout": 0}]},
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "timeout": 0}]},
             "plugins[0].timeout: Input should be greater than 0",
         ),
         ({"plugins": {"name": "a"}}, "plugins: Input should be a valid list"),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "hooks": ["tool_pre_invoke", "tool_pre_call"]}]},
+            {
+                "plugins": [
+                    {"name": "a", "kind": "tests.sample_plugins.Upper", "hooks": ["tool_pre_invoke", "tool_pre_call"]}
+                ]
+            },
             "plugins[0].hooks[1]: Input should be 'tool_pre_invoke', 'tool_post_invoke', 'prompt_pre_fetch', "
             "'prompt_post_fetch', 'resource_pre_fetch', 'resource_post_fetch', 'http_pre_request', "
             "'http_post_request', 'tool_post_list', 'prompt_post_list', 'resource_post_list', 'server_message' or "
             "'client_message'",
         ),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "mode": "strict"}]},
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "mode": "strict"}]},
             "plugins[0].mode: Input should be 'enforce', 'enforce_ignore_error', 'permissive' or 'disabled'",
         ),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "flow": "sideways"}]},
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "flow": "sideways"}]},
             "plugins[0].flow: Input should be 'request', 'response' or 'both'",
         ),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "category": "misc"}]},
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "category": "misc"}]},
             "plugins[0].category: Input should be 'observability', 'authentication', 'authorization', "
             "'rate_limiting', 'validation', 'content' or 'audit'",
         ),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "required": True, "mode": "permissive"}]},
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "required": True, "mode": "permissive"}]},
             "plugins[0]: give either 'required' or 'mode', not both",
         ),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y", "hooks": []}]},
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "hooks": []}]},
             "plugins[0].hooks: empty list; omit it to use the hooks the class implements",
         ),
         (
-            {"plugins": [{"name": "a", "kind": "x.Y"}, {"name": "a", "kind": "x.Z"}]},
+            {
+                "plugins": [
+                    {"name": "a", "kind": "tests.sample_plugins.Upper"},
+                    {"name": "a", "kind": "tests.sample_plugins.Tag"},
+                ]
+            },
             "plugins[1].name: duplicate name 'a' (also plugins[0])",
         ),
     ],
@@ -434,7 +465,9 @@ def test_invalid_regular_expressions_are_reported():
     problems = problems_of(
         {
             "plugin_settings": {"excluded_urls": ["^/ok$", "(["]},
-            "plugins": [{"name": "a", "kind": "x.Y", "conditions": [{}, {"user_patterns": ["*admin"]}]}],
+            "plugins": [
+                {"name": "a", "kind": "tests.sample_plugins.Upper", "conditions": [{}, {"user_patterns": ["*admin"]}]}
+            ],
         }
     )
     assert len(problems) == 2
@@ -451,14 +484,14 @@ plugin_settings:
   colour: blue
 plugins:
   - name: a
-    kind: x.Y
+    kind: tests.sample_plugins.Upper
     mode: strict
   - name: b
-    kind: x.Y
+    kind: tests.sample_plugins.Upper
     hooks: [nope]
     flow: sideways
   - name: c
-    kind: x.Y
+    kind: tests.sample_plugins.Upper
     required: true
     mode: enforce
 extra: 1

@@ -265,6 +265,8 @@ def test_config_errors_name_the_key_where_it_was_written(tmp_path: Path) -> None
         "plugins[5]: 'external' is only for kind external",
         "plugins[6].headers.a: Input should be a valid string",
         "plugins[6].start_timeout: Input should be greater than 0",
+        # Checked in the same pass as the schema (plugins e and g share the sidecar's name).
+        "plugins[6].name: duplicate name 'side' (also plugins[4])",
     ]
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from .._regex import PatternError, UserPattern, compile_globs, compile_user_pattern
+from ..config import key_hint
 
 __all__ = ["Regex", "Settings", "compile_globs", "parse_config"]
 
@@ -46,7 +47,7 @@ def parse_config(model: type[SettingsT], config: Mapping[str, Any]) -> SettingsT
     try:
         return model.model_validate(dict(config), context={"allow_backtracking": _allows_backtracking(config)})
     except ValidationError as exc:
-        problems = [f"{_location(error['loc'])}: {_message(error)}" for error in exc.errors()]
+        problems = [f"{_location(error['loc'])}: {_message(error, model)}" for error in exc.errors()]
         raise ValueError("; ".join(problems)) from None
 
 
@@ -57,8 +58,10 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return where
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, model: type[BaseModel]) -> str:
     message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        message += key_hint(model, tuple(error["loc"]))  # " (did you mean 'strategy'?)"
     # Errors raised by our own validators carry pydantic's prefix; drop it.
     return message.removeprefix("Value error, ")
 
