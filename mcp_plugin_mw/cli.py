@@ -2,13 +2,23 @@
 Command line
 ============
 
-``mcp-plugin-mw validate FILE``
-    Load the configuration and every plugin in it; exit 0, or 1 with every
-    problem listed.
+``mcp-plugin-mw validate [FILE ...] [--json] [--app-dir DIR]``
+    Load each configuration (default: ``$MCP_PLUGIN_MW_CONFIG``) and every
+    plugin in it; exit 0, or 1 with every problem listed.
 
-``mcp-plugin-mw plugins FILE``
+``mcp-plugin-mw plugins [FILE] [--json]``
     Print the plugins as a table: name, kind, hooks, flow, category, mode,
     priority and timeout.
+
+``mcp-plugin-mw kinds [--json]``
+    The plugin kinds installed: the built-in kinds and the entry points of
+    ``mcp_plugin_mw.plugins``, each with a line saying what it does.
+
+``mcp-plugin-mw init [DIR] [--force]``
+    Write a starter ``plugins.yaml`` and a plugin module that validate.
+
+``mcp-plugin-mw demo [--check] [--config FILE]``
+    Serve (or check) an MCP server behind the middleware.
 
 ``mcp-plugin-mw serve-plugin CLASS_PATH``
     Host one plugin out of process over protocol 1 (see
@@ -24,6 +34,11 @@ Command line
     Ask a running admin app (:mod:`mcp_plugin_mw.admin`) at URL for its
     plugins and health, or to reload; the bearer token is read from the
     environment variable named by ``--token-env``.
+
+``-h`` is ``--help`` everywhere; ``python -m mcp_plugin_mw`` runs the same
+commands. Shell completion is click's: ``eval
+"$(_MCP_PLUGIN_MW_COMPLETE=bash_source mcp-plugin-mw)"`` (``zsh_source``,
+``fish_source``).
 """
 
 from __future__ import annotations
@@ -43,60 +58,217 @@ from .manager import PluginManager
 __all__ = ["main"]
 
 
+def _plural(count: int, noun: str) -> str:
+    """``1 plugin``, ``2 plugins``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _load(path: Path) -> PluginManager:
     try:
         return PluginManager(path)
     except ConfigError as exc:
-        click.echo(f"{path}: invalid ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})", err=True)
+        click.echo(f"{path}: invalid ({_plural(len(exc.problems), 'problem')})", err=True)
         for problem in exc.problems:
             click.echo(f"  {problem}", err=True)
         raise SystemExit(1) from None
 
 
-@click.group()
+_CONFIG_ENV = "MCP_PLUGIN_MW_CONFIG"
+
+
+def _config_files(files: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The files named, else the one ``$MCP_PLUGIN_MW_CONFIG`` names."""
+    if files:
+        return files
+    named = os.environ.get(_CONFIG_ENV, "").strip()
+    if not named:
+        raise click.UsageError(f"no FILE given and ${_CONFIG_ENV} is not set")
+    return (Path(named),)
+
+
+def _app_dir(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    # As uvicorn's --app-dir: the folder goes first on sys.path for plugin modules.
+    if value is not None:
+        sys.path.insert(0, os.path.abspath(value))
+    return value
+
+
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+_app_dir_option = click.option(
+    "--app-dir",
+    metavar="DIR",
+    callback=_app_dir,
+    expose_value=False,
+    is_eager=True,
+    help="Prepended to sys.path to import plugin modules (as uvicorn's --app-dir).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mcp-plugin-mw")
 def main() -> None:
     """Plugin pipeline middleware for MCP and HTTP apps."""
     # Plugins usually live beside the app; find them as uvicorn and flask
-    # find apps, from the current directory.
+    # find apps, from the current directory (after the YAML file's folder).
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
 
 
 @main.command()
-@click.argument("file", type=click.Path(path_type=Path))
-def validate(file: Path) -> None:
-    """Check a configuration file and the plugins it names."""
-    manager = _load(file)
-    active = sum(1 for plugin in manager.plugins if plugin.mode.value != "disabled")
-    click.echo(f"{file}: OK ({len(manager.plugins)} plugins, {active} active)")
+@click.argument("files", nargs=-1, metavar="[FILE]...", type=click.Path(path_type=Path))
+@_json
+@_app_dir_option
+def validate(files: tuple[Path, ...], as_json: bool) -> None:
+    """Check configuration files (default: $MCP_PLUGIN_MW_CONFIG) and the plugins they name.
+
+    Every problem of a file is reported at once. Exits 1 if any file is bad.
+    """
+    reports: list[dict[str, Any]] = []
+    for file in _config_files(files):
+        try:
+            manager = PluginManager(file)
+        except ConfigError as exc:
+            reports.append({"file": str(file), "ok": False, "problems": exc.problems})
+            if not as_json:
+                click.echo(f"{file}: invalid ({_plural(len(exc.problems), 'problem')})", err=True)
+                for problem in exc.problems:
+                    click.echo(f"  {problem}", err=True)
+            continue
+        count = len(manager.plugins)
+        active = sum(1 for plugin in manager.plugins if plugin.mode.value != "disabled")
+        manager.close()
+        reports.append({"file": str(file), "ok": True, "plugins": count, "active": active, "problems": []})
+        if not as_json:
+            click.echo(f"{file}: OK ({_plural(count, 'plugin')}, {active} active)")
+    if as_json:
+        click.echo(json.dumps(reports, indent=2))
+    if not all(report["ok"] for report in reports):
+        raise SystemExit(1)
 
 
 @main.command()
-@click.argument("file", type=click.Path(path_type=Path))
-def plugins(file: Path) -> None:
-    """List the plugins of a configuration file."""
-    manager = _load(file)
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@_json
+@_app_dir_option
+def plugins(file: Path | None, as_json: bool) -> None:
+    """List the plugins of a configuration file (default: $MCP_PLUGIN_MW_CONFIG)."""
+    (path,) = _config_files((file,) if file is not None else ())
+    manager = _load(path)
     default_timeout = manager.settings.plugin_timeout
-    header = ("name", "kind", "hooks", "flow", "category", "mode", "priority", "timeout")
-    rows = [header]
+    listed: list[dict[str, Any]] = []
     for plugin in manager.plugins:
         config = plugin.plugin_config
+        listed.append(
+            {
+                "name": plugin.name,
+                "kind": config.kind,
+                "hooks": [hook.value for hook in plugin.hooks],
+                "flow": config.flow.value,
+                "category": (config.category or type(plugin).default_category).value,
+                "mode": config.mode.value,
+                "priority": config.priority,
+                "timeout": config.timeout or default_timeout,
+            }
+        )
+    manager.close()
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    header = ("name", "kind", "hooks", "flow", "category", "mode", "priority", "timeout")
+    rows = [header]
+    for row in listed:
         rows.append(
             (
-                plugin.name,
-                config.kind,
-                ",".join(hook.value for hook in plugin.hooks),
-                config.flow.value,
-                (config.category or type(plugin).default_category).value,
-                config.mode.value,
-                str(config.priority),
-                f"{config.timeout or default_timeout:g}s",
+                row["name"],
+                row["kind"],
+                ",".join(row["hooks"]),
+                row["flow"],
+                row["category"],
+                row["mode"],
+                str(row["priority"]),
+                f"{row['timeout']:g}s",
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for line in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+@main.command()
+@_json
+def kinds(as_json: bool) -> None:
+    """List the plugin kinds installed (built-in kinds and entry points), one line each."""
+    from .loader import available_kinds
+
+    found = available_kinds()
+    if as_json:
+        click.echo(json.dumps([{"kind": kind, "description": text} for kind, text in found], indent=2))
+        return
+    width = max(len(kind) for kind, _ in found)
+    for kind, text in found:
+        click.echo(f"{kind.ljust(width)}  {text}")
+
+
+_STARTER_YAML = """\
+# Written by `mcp-plugin-mw init`. Check it with: mcp-plugin-mw validate plugins.yaml
+# Class paths (my_plugins.BlockWord) are looked up in this file's folder first.
+plugin_settings:
+  plugin_timeout: 5
+  excluded_urls: ["^/health$"]
+plugins:
+  - name: block-word
+    kind: my_plugins.BlockWord
+    hooks: [tool_pre_invoke]
+    config:
+      word: forbidden
+  - name: pii
+    kind: pii_filter
+    hooks: [tool_pre_invoke, tool_post_invoke]
+    config:
+      strategy: redact
+"""
+
+_STARTER_MODULE = '''\
+"""Plugins of this app; plugins.yaml names them by class path (my_plugins.BlockWord)."""
+
+from __future__ import annotations
+
+import mcp_plugin_mw as mw
+
+
+class BlockWord(mw.Plugin):
+    """Blocks tool calls whose arguments mention a word (config: word)."""
+
+    def tool_pre_invoke(self, payload: mw.ToolPreInvokePayload, context: mw.PluginContext) -> mw.PluginResult | None:
+        word = self.config.get("word", "forbidden")
+        if word not in str(payload.args):
+            return None
+        return mw.PluginResult(
+            continue_processing=False,
+            violation=mw.PluginViolation(
+                reason="Blocked word",
+                description=f"the word {word!r} is not allowed",
+                code="BLOCKED_WORD",
+                details={"tool": payload.name},
+            ),
+        )
+'''
+
+
+@main.command()
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(directory: Path, force: bool) -> None:
+    """Write a starter plugins.yaml and plugin module (my_plugins.py) into DIR (default: here)."""
+    files = {directory / "plugins.yaml": _STARTER_YAML, directory / "my_plugins.py": _STARTER_MODULE}
+    existing = [str(path) for path in files if path.exists()]
+    if existing and not force:
+        raise click.ClickException(f"not overwriting {', '.join(existing)} (--force does)")
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}")
+    click.echo(f"next: mcp-plugin-mw validate {directory / 'plugins.yaml'}")
 
 
 @main.command()
@@ -105,8 +277,14 @@ def plugins(file: Path) -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
 @click.option("--port", default=8000, show_default=True, help="Port to serve on.")
-def demo(check: bool, host: str, port: int) -> None:
-    """Serve an MCP server behind the middleware with the shipped plugins."""
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Plugins to run instead of the shipped ones (YAML).",
+)
+def demo(check: bool, host: str, port: int, config_file: Path | None) -> None:
+    """Serve an MCP server behind the middleware with the shipped plugins (or --config's)."""
     try:
         import mcp  # noqa: F401
         import uvicorn
@@ -114,22 +292,20 @@ def demo(check: bool, host: str, port: int) -> None:
         hint = "pip install 'mcp-plugin-mw[demo]'"
         raise click.ClickException(f"the demo needs the 'demo' extra: {hint} ({exc})") from None
     from .demo.check import run_check
-    from .demo.server import CONFIG, build_app
+    from .demo.server import CONFIG, build_app, curl_recipe, python_recipe
 
+    if config_file is not None:
+        _load(config_file).close()  # a bad file stops here, with every problem
     if check:
-        raise SystemExit(0 if run_check(click.echo) else 1)
-    click.echo(f"MCP server on http://{host}:{port}/mcp with the plugins in {CONFIG}")
-    click.echo("Try it with the official SDK client:")
-    click.echo(
-        '  python -c "import asyncio, httpx2; from mcp import Client; '
-        "from mcp.client.streamable_http import streamable_http_client as c\n"
-        "  async def main():\n"
-        f"      async with Client(c('http://{host}:{port}/mcp', http_client=httpx2.AsyncClient())) as s:\n"
-        "          print((await s.call_tool('lookup_customer', {'name': 'ada'})).content[0].text)\n"
-        '  asyncio.run(main())"'
-    )
+        raise SystemExit(0 if run_check(click.echo, config=config_file) else 1)
+    url = f"http://{host}:{port}/mcp"
+    click.echo(f"MCP server on {url} with the plugins in {config_file or CONFIG}")
+    click.echo("Try it with the official SDK client (paste into a shell):\n")
+    click.echo(python_recipe(url) + "\n")
+    click.echo("or with curl (initialize, keep the session id, then call a tool):\n")
+    click.echo(curl_recipe(url) + "\n")
     click.echo("Tools: lookup_customer (PII masked), send_message (deny list), review (regex), ping (rate limit).")
-    uvicorn.run(build_app(), host=host, port=port, log_level="info")
+    uvicorn.run(build_app(config_file), host=host, port=port, log_level="info")
 
 
 @main.command("serve-plugin")
