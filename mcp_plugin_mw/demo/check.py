@@ -141,8 +141,11 @@ async def _drive(url: str, rows: list[Row]) -> None:
         await attempt(limit, six_pings, limited)
 
 
-def run_check(print_line: Callable[[str], None] = print) -> bool:
-    """Start the demo, exercise every plugin, print the table; True if all behaved."""
+def run_check(print_line: Callable[[str], None] = print, config: Any = None) -> bool:
+    """Start the demo, exercise every plugin, print the table; True if all behaved.
+
+    :param config: the plugins to run instead of the shipped ones.
+    """
     # The SDK and its HTTP client log every request at INFO: the table is the report.
     for name in ("mcp", "httpx", "httpx2", "uvicorn"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -159,7 +162,7 @@ def run_check(print_line: Callable[[str], None] = print) -> bool:
         Row("audit", "every hook call", "a decision line per plugin call"),
     ]
     try:
-        with serve(build_app()) as url:
+        with serve(build_app() if config is None else build_app(config)) as url:
             print_line(f"demo server on {url}")
             asyncio.run(_drive(url, rows))
     finally:
