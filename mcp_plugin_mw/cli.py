@@ -633,3 +633,114 @@ def proxy(
         server_header=False,
         date_header=False,
     )
+
+
+# --------------------------------------------------------------------------
+# The pipeline in front of any MCP server
+# --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--upstream", required=True, metavar="URL", help="The MCP endpoint of the server, e.g. http://127.0.0.1:9000/mcp."
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The plugins (YAML); default: $MCP_PLUGIN_MW_CONFIG.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to serve on.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Worker processes.")
+@click.option("--connect-timeout", default=10.0, show_default=True, help="Seconds to wait for a connection upstream.")
+@click.option("--read-timeout", type=float, help="Seconds to wait for each read from upstream (default: no limit).")
+@click.option("--verify", metavar="CA_BUNDLE|false", help="CA bundle for the upstream's TLS, or 'false'.")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate (PEM) for the upstream.")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="The client certificate's key.")
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+def proxy(
+    upstream: str,
+    config_file: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    connect_timeout: float,
+    read_timeout: float | None,
+    verify: str | None,
+    cert: str | None,
+    key: str | None,
+    log_level: str,
+) -> None:
+    """Serve the MCP server at --upstream behind the plugins, at the same path."""
+    try:
+        import httpx  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        hint = "pip install 'mcp-plugin-mw[proxy]'"
+        raise click.ClickException(f"the proxy needs the 'proxy' extra: {hint} ({exc})") from None
+    from urllib.parse import urlsplit
+
+    parsed = urlsplit(upstream)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise click.BadParameter(f"expected an http:// or https:// URL, got {upstream!r}", param_hint="--upstream")
+    if config_file is not None:
+        _load(config_file)  # a bad file fails here, with every problem, not in each worker
+    # Every worker builds its own app from the environment (uvicorn needs an
+    # import string to start more than one): one code path for one or many.
+    env = {
+        "MCP_PLUGIN_MW_PROXY_UPSTREAM": upstream,
+        "MCP_PLUGIN_MW_PROXY_CONNECT_TIMEOUT": str(connect_timeout),
+        "MCP_PLUGIN_MW_PROXY_READ_TIMEOUT": "" if read_timeout is None else str(read_timeout),
+        "MCP_PLUGIN_MW_PROXY_VERIFY": verify if verify is not None else "true",
+        "MCP_PLUGIN_MW_PROXY_CERT": str(Path(cert).resolve()) if cert else "",
+        "MCP_PLUGIN_MW_PROXY_KEY": str(Path(key).resolve()) if key else "",
+    }
+    if config_file is not None:
+        env["MCP_PLUGIN_MW_CONFIG"] = str(config_file.resolve())
+    os.environ.update(env)
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"mcp-plugin-mw proxy: http://{shown_host}:{port}{parsed.path or '/'} -> {upstream}", err=True)
+    uvicorn.run(
+        "mcp_plugin_mw.proxy:app_from_environ",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        lifespan="on",
+        # The upstream's own Date and Server headers are relayed.
+        server_header=False,
+        date_header=False,
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The plugins (YAML); default: $MCP_PLUGIN_MW_CONFIG.",
+)
+@click.option(
+    "--max-line-bytes",
+    type=click.IntRange(1),
+    default=4 * 1024 * 1024,
+    show_default=True,
+    help="The longest message relayed either way; longer ones are refused.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def stdio(config_file: Path | None, max_line_bytes: int, command: tuple[str, ...]) -> None:
+    """Run an MCP stdio server (after --) behind the plugins; use it as a client's server command."""
+    from .manager import PluginStartError
+    from .stdio import run
+
+    manager = _load(config_file) if config_file is not None else None
+    try:
+        status = run(list(command), manager=manager, max_line_bytes=max_line_bytes)
+    except PluginStartError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        click.echo(f"mcp-plugin-mw stdio: cannot start {command[0]!r}: {exc}", err=True)
+        raise SystemExit(127) from None
+    raise SystemExit(status)
