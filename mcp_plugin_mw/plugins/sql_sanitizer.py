@@ -46,8 +46,8 @@ Settings:
   ``WHERE`` reads no column (``WHERE 1=1``), is refused.
 * ``allow_stacked`` (``false``): more than one statement in one string is
   refused.
-* ``on_parse_error`` (``block``): SQL no reading can parse is refused
-  (``allow`` lets it through).
+* ``on_parse_error`` (``block``): SQL no reading can parse as statements
+  of known types is refused (``allow`` lets it through).
 
 What counts as a statement: comments (``--``, ``/* */``, MySQL's ``#``) and
 string and quoted-identifier literals are read as the dialect reads them, so
@@ -264,9 +264,15 @@ def _reads_a_column(where: Any) -> bool:
     return where is not None and next(where.find_all(exp.Column), None) is not None
 
 
+def _statements_of(sql: str, dialect: str) -> list[Any]:
+    # Empty statements come back as None, a comment after the last ";" as a
+    # Semicolon node: neither is a statement.
+    return [s for s in sqlglot.parse(sql, read=dialect or None) if s is not None and s.key != "semicolon"]
+
+
 def statement_types(sql: str, dialect: str = "") -> list[str]:
     """The type of each top-level statement of ``sql`` in ``dialect``; for tests and tools."""
-    return [_type_of(statement) for statement in sqlglot.parse(sql, read=dialect or None) if statement is not None]
+    return [_type_of(statement) for statement in _statements_of(sql, dialect)]
 
 
 class _Checker:
@@ -282,9 +288,11 @@ class _Checker:
         parsed_once = False
         for dialect in self.readings:
             try:
-                statements = [s for s in sqlglot.parse(sql, read=dialect or None) if s is not None]
+                statements = _statements_of(sql, dialect)
             except SqlglotError:
                 continue
+            if any(_type_of(statement) not in STATEMENT_TYPES for statement in statements):
+                continue  # sqlglot read an expression ("SELEC * FRM t" as an alias), not a statement
             parsed_once = True
             found = self._statements(statements, dialect, top=True)
             if found is not None:
@@ -348,7 +356,7 @@ class _Checker:
         if start is None:
             return None
         try:
-            inner = [s for s in sqlglot.parse(rest[start:], read=dialect or None) if s is not None]
+            inner = _statements_of(rest[start:], dialect)
         except SqlglotError:
             return Refusal("parse_error", _type_of(node))
         return self._statements(inner, dialect, top=False)

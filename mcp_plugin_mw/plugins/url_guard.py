@@ -44,7 +44,8 @@ Settings (defaults in brackets):
   ``64:ff9b::/96`` and ``64:ff9b:1::/48``, 6to4 ``2002::/16``, Teredo) are
   judged by the IPv4 address too.
 * ``allow_networks`` (``[]``): CIDRs exempt from the SSRF check (an internal
-  API the tools may call); ``localhost`` counts as 127.0.0.1 and ::1 there.
+  API the tools may call); ``localhost`` is exempt only when both 127.0.0.1
+  and ::1 are.
 * ``deny_domains`` (``[]``) and ``allow_domains`` (none): a domain covers
   itself and its subdomains (``example.com`` covers ``api.example.com``, not
   ``badexample.com``; ``*.example.com`` and ``.example.com`` mean the same).
@@ -413,7 +414,11 @@ def canonical_host(raw: str) -> Host:
         if label.startswith("xn--"):
             try:
                 decoded = label[4:].encode("ascii").decode("punycode")
+                # UTS 46 refuses what does not round-trip or decodes to plain ASCII.
+                valid = not decoded.isascii() and decoded.encode("punycode").decode("ascii") == label[4:]
             except (UnicodeError, ValueError):
+                valid = False
+            if not valid:
                 return Host("name", name, problem="idn:invalid")
             ascii_labels.append(label)
             unicode_labels.append(decoded)
