@@ -32,8 +32,11 @@ Settings:
   string or a comment (``'a\\'; DROP TABLE t; -- '`` is one string to MySQL,
   a string, a ``DROP`` and a comment to PostgreSQL; ``/* /* */ ... */``
   nests in PostgreSQL only). With no dialect the SQL is read as standard
-  SQL, MySQL and PostgreSQL, and refused when any reading is; with one, only
-  as that dialect.
+  SQL, MySQL and PostgreSQL, and refused when any reading is (SQL with none
+  of the characters they read differently, ``\\ # $ " ` [ /* --``, is read
+  once, as standard SQL); with one, only as that dialect. Install
+  ``sqlglotc`` (``pip install 'sqlglot[c]'``) for a parser about twice as
+  fast.
 * ``deny`` (``[drop, truncate, alter, grant, revoke]``) and ``allow`` (none):
   statement types refused, and, when ``allow`` is given, the only types
   accepted. Types: ``select`` (``UNION`` and the like too), ``insert``,
@@ -193,6 +196,9 @@ _STATEMENT_KEYWORD = re.compile(
     r"\b(select|insert|update|delete|merge|create|drop|alter|truncate|grant|revoke|copy|with)\b", re.IGNORECASE
 )
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+# What dialects tokenize differently: backslashes in strings, "#" and "--"
+# comments, nested "/*", dollar quoting, and the quotes of identifiers.
+_DIALECT_SENSITIVE = re.compile(r"[\\#$\"`\[]|/\*|--")
 
 
 class SQLSanitizerSettings(Settings):
@@ -286,6 +292,15 @@ class _Checker:
         if _EXECUTABLE_COMMENT.search(sql) and self._in_comment(sql):
             return Refusal("executable_comment", None)
         parsed_once = False
+        if self.settings.dialect is None and _DIALECT_SENSITIVE.search(sql) is None:
+            # Nothing the dialects read differently: one reading decides,
+            # unless it cannot parse the SQL.
+            try:
+                statements = _statements_of(sql, "")
+            except SqlglotError:
+                statements = None
+            if statements is not None and all(_type_of(s) in STATEMENT_TYPES for s in statements):
+                return self._statements(statements, "", top=True)
         for dialect in self.readings:
             try:
                 statements = _statements_of(sql, dialect)
