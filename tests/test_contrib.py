@@ -18,8 +18,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -251,8 +253,8 @@ async def test_mcp_server_example_with_its_client(load_example: Load) -> None:
     # load_example forgets modules between calls; the server module object stays valid.
     async with server.inner.router.lifespan_context(server.inner):
         transport = httpx2.ASGITransport(app=server.app)
-        http = httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000")
-        lines = await client.main("http://127.0.0.1:8000/mcp", http_client=http)
+        http = httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8004")
+        lines = await client.main("http://127.0.0.1:8004/mcp", http_client=http)
     assert lines == [
         "echo: HELLO PLUGINS",
         "add: 5",
@@ -272,10 +274,134 @@ async def test_mcp_server_example_structured_content(load_example: Load, mode: s
     async with server.inner.router.lifespan_context(server.inner):
         transport = httpx2.ASGITransport(app=server.app)
         async with (
-            httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http,
-            Client(streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http), mode=mode) as mcp,
+            httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8004") as http,
+            Client(streamable_http_client("http://127.0.0.1:8004/mcp", http_client=http), mode=mode) as mcp,
         ):
             result = await mcp.call_tool("echo", {"text": "quiet"})
             assert result.content[0].text == "QUIET"
             assert result.structured_content == {"result": "QUIET"}
             assert not result.is_error
+
+
+# --------------------------------------------------------------------------
+# Installing the examples: the ``examples`` extra
+# --------------------------------------------------------------------------
+
+APPS = sorted(path for path in CONTRIB.rglob("*.py") if "__pycache__" not in path.parts)
+HEADERS = [CONTRIB / "fastapi" / "app.py", CONTRIB / "flask" / "app.py", CONTRIB / "django" / "manage.py"]
+HEADERS += [CONTRIB / "mcp_server" / "server.py", CONTRIB / "mcp_server" / "client.py"]
+
+# Import name -> distribution name, where they differ.
+_DISTRIBUTIONS = {"mcp": "mcp", "httpx2": "httpx2"}
+
+
+def _extra(name: str) -> set[str]:
+    import configparser
+    import re
+
+    parser = configparser.ConfigParser()
+    parser.read(CONTRIB.parent / "setup.cfg")
+    lines = parser["options.extras_require"][name].split()
+    return {re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower() for line in lines if line}
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.partition(".")[0])
+    local = {p.stem for p in path.parent.iterdir()} | {"project", "mcp_plugin_mw", "__future__"}
+    return {name for name in found - local if name not in sys.stdlib_module_names}
+
+
+def test_the_examples_extra_covers_every_contrib_import() -> None:
+    extra = _extra("examples")
+    needed = set().union(*(_third_party_imports(path) for path in APPS))
+    assert needed, "no imports found"
+    missing = {name for name in needed if _DISTRIBUTIONS.get(name, name) not in extra}
+    assert not missing, f"contrib imports {sorted(missing)}, which the examples extra does not install"
+    # Each app is run with uvicorn, flask or manage.py: the servers come with it too.
+    assert {"uvicorn", "flask", "django", "fastapi", "mcp", "httpx2"} <= extra
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=lambda path: str(path.relative_to(CONTRIB)))
+def test_each_example_names_the_extra(path: Path) -> None:
+    import ast
+
+    header = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    assert "pip install 'mcp-plugin-mw[examples]'" in header
+
+
+@pytest.mark.parametrize("path", APPS, ids=lambda path: str(path.relative_to(CONTRIB)))
+def test_no_shell_line_in_a_header_ends_in_a_double_backslash(path: Path) -> None:
+    import ast
+
+    header = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")), clean=False) or ""
+    assert not [line for line in header.splitlines() if line.rstrip().endswith("\\\\")]
+
+
+def test_examples_have_distinct_ports() -> None:
+    # Each example, and the demo (8000), can run at the same time on its default port.
+    import re
+
+    ports: dict[str, set[str]] = {}
+    for path in HEADERS:
+        found = re.findall(r"(?:--port |-p |127\.0\.0\.1:)(\d{4})", path.read_text(encoding="utf-8"))
+        ports.setdefault(path.parent.name, set()).update(found)
+    assert all(len(found) == 1 for found in ports.values()), ports
+    chosen = [next(iter(found)) for found in ports.values()]
+    assert len(set(chosen)) == len(chosen), ports
+    assert "8000" not in chosen, ports
+
+
+def test_fastapi_curl_lines_run_as_written(tmp_path: Path) -> None:
+    # The header's lines, pasted into bash against uvicorn serving the example.
+    import ast
+    import time
+
+    from tests.redis_fixture import free_port
+
+    header = ast.get_docstring(ast.parse((CONTRIB / "fastapi" / "app.py").read_text(encoding="utf-8"))) or ""
+    script = header.split("Then try::", 1)[1]
+    port = free_port()
+    script = textwrap.dedent(script).replace("127.0.0.1:8003", f"127.0.0.1:{port}")
+    env = {**os.environ, "PYTHONPATH": str(CONTRIB.parent)}
+    command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(
+        command, cwd=CONTRIB / "fastapi", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        done = subprocess.run(["bash", "-eu", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert '"text":"HELLO"' in done.stdout
+    assert '"plugin_error_code":"BLOCKED_WORD"' in done.stdout
+    assert "HTTP/1.1 403" in done.stdout
+
+
+def test_a_bad_plugins_yaml_stops_the_fastapi_example(tmp_path: Path) -> None:
+    # The example builds its manager at import, so uvicorn exits with the problems.
+    example = tmp_path / "fastapi"
+    shutil.copytree(CONTRIB / "fastapi", example, ignore=shutil.ignore_patterns("__pycache__"))
+    yaml_path = example / "plugins.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace("flow: response", "flow: backwards"), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(CONTRIB.parent)}
+    command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "0"]
+    done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "plugins[1].flow: Input should be 'request', 'response' or 'both'" in done.stderr

@@ -5,7 +5,9 @@ Django example
 
 A JSON view behind the plugin middlewares: ``project/wsgi.py`` wraps the
 Django application in ``WSGIPluginMiddleware``, ``project/asgi.py`` in
-``PluginMiddleware``, both with the plugins of ``plugins.yaml``::
+``PluginMiddleware``, both with the plugins of ``plugins.yaml``. Needs
+``pip install 'mcp-plugin-mw[examples]'`` (from a checkout:
+``pip install -e '.[examples]'``)::
 
     cd contrib/django && python manage.py runserver 127.0.0.1:8002      # WSGI
     cd contrib/django && uvicorn project.asgi:application --port 8002   # ASGI

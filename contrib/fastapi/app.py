@@ -1,30 +1,31 @@
-"""
+r"""
 FastAPI example
 ===============
 
 A JSON route and a hand-written MCP ``/mcp`` JSON-RPC route, behind
-``PluginMiddleware`` with the plugins of ``plugins.yaml``::
+``PluginMiddleware`` with the plugins of ``plugins.yaml``. Needs
+``pip install 'mcp-plugin-mw[examples]'`` (from a checkout:
+``pip install -e '.[examples]'``)::
 
-    cd contrib/fastapi && uvicorn app:app --host 127.0.0.1 --port 8000
+    cd contrib/fastapi && uvicorn app:app --host 127.0.0.1 --port 8003
 
 Then try::
 
     # Shout upper-cases the tool result text: "HELLO"
-    curl -s localhost:8000/mcp -H 'content-type: application/json' \\
+    curl -s 127.0.0.1:8003/mcp -H 'content-type: application/json' \
       -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}'
 
     # BlockWord answers with a JSON-RPC error (-32602, "Plugin Violation: ...")
-    curl -s localhost:8000/mcp -H 'content-type: application/json' \\
+    curl -s 127.0.0.1:8003/mcp -H 'content-type: application/json' \
       -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"forbidden"}}}'
 
     # Plain HTTP: passes, then 403 application/problem+json
-    curl -s localhost:8000/api/echo -H 'content-type: application/json' -d '{"text":"hello"}'
-    curl -si localhost:8000/api/echo -H 'content-type: application/json' -d '{"text":"forbidden"}'
+    curl -s 127.0.0.1:8003/api/echo -H 'content-type: application/json' -d '{"text":"hello"}'
+    curl -si 127.0.0.1:8003/api/echo -H 'content-type: application/json' -d '{"text":"forbidden"}'
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,15 @@ from fastapi.responses import JSONResponse
 import mcp_plugin_mw as mw
 
 HERE = Path(__file__).parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # plugins.yaml names classes in plugins_example.py
+
+# Built here rather than by Starlette on the first lifespan or request: a bad
+# plugins.yaml then stops `uvicorn app:app` at import, with every problem,
+# instead of a server that answers 500 (plugins.yaml's class paths are looked
+# up in this folder).
+manager = mw.PluginManager(HERE / "plugins.yaml")
 
 app = FastAPI(title="mcp-plugin-mw FastAPI example")
-app.add_middleware(mw.PluginMiddleware, config=HERE / "plugins.yaml")
+app.add_middleware(mw.PluginMiddleware, manager=manager)
 
 TOOLS = [{"name": "echo", "description": "Echo text back", "inputSchema": {"type": "object"}}]
 

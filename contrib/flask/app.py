@@ -3,7 +3,8 @@ Flask example
 =============
 
 A JSON route behind ``WSGIPluginMiddleware`` with the plugins of
-``plugins.yaml``::
+``plugins.yaml``. Needs ``pip install 'mcp-plugin-mw[examples]'`` (from a
+checkout: ``pip install -e '.[examples]'``)::
 
     cd contrib/flask && flask --app app run -p 8001     # or: python app.py
 
@@ -21,7 +22,6 @@ Then try::
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,7 @@ from flask import Flask, request
 
 import mcp_plugin_mw as mw
 
-HERE = Path(__file__).parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # plugins.yaml names classes in plugins_example.py
+HERE = Path(__file__).parent  # plugins.yaml's class paths are looked up here
 
 app = Flask(__name__)
 app.wsgi_app = mw.WSGIPluginMiddleware(app.wsgi_app, config=HERE / "plugins.yaml")  # type: ignore[method-assign]

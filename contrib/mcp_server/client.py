@@ -2,9 +2,11 @@
 MCP SDK client for the example server
 =====================================
 
-Start ``uvicorn server:app --host 127.0.0.1 --port 8000`` first, then::
+Needs ``pip install 'mcp-plugin-mw[examples]'`` (from a checkout:
+``pip install -e '.[examples]'``). Start ``uvicorn server:app --host
+127.0.0.1 --port 8004`` first, then::
 
-    python client.py            # or: python client.py http://127.0.0.1:8000/mcp
+    python client.py            # or: python client.py http://127.0.0.1:8004/mcp
 
 It calls ``echo`` (its text comes back upper-cased by ``Shout``), ``add``,
 the ``greet`` prompt and the ``res://motd`` resource, then ``echo`` with a
@@ -20,7 +22,7 @@ import httpx2
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-URL = "http://127.0.0.1:8000/mcp"
+URL = "http://127.0.0.1:8004/mcp"
 
 
 async def main(url: str = URL, http_client: httpx2.AsyncClient | None = None) -> list[str]:

@@ -4,9 +4,10 @@ MCP SDK server example
 
 An ``MCPServer`` (official ``mcp`` SDK) with two tools, a prompt and a
 resource, its Streamable HTTP app wrapped in ``PluginMiddleware`` with the
-plugins of ``plugins.yaml``::
+plugins of ``plugins.yaml``. Needs ``pip install 'mcp-plugin-mw[examples]'``
+(from a checkout: ``pip install -e '.[examples]'``)::
 
-    cd contrib/mcp_server && uvicorn server:app --host 127.0.0.1 --port 8000
+    cd contrib/mcp_server && uvicorn server:app --host 127.0.0.1 --port 8004
 
 Then run ``python client.py`` next to it, or try by hand (the SDK wants
 Host 127.0.0.1 or localhost with a port)::
@@ -18,26 +19,23 @@ Host 127.0.0.1 or localhost with a port)::
       "io.modelcontextprotocol/clientCapabilities":{}}'
 
     # Shout upper-cases the result of echo: "HELLO"
-    curl -s 127.0.0.1:8000/mcp $H -d '{"jsonrpc":"2.0","id":1,"method":"tools/call",
+    curl -s 127.0.0.1:8004/mcp $H -d '{"jsonrpc":"2.0","id":1,"method":"tools/call",
       "params":{"name":"echo","arguments":{"text":"hello"},'"$M"'}}'
 
     # BlockWord: a JSON-RPC error -32602 "Plugin Violation: ..."
-    curl -s 127.0.0.1:8000/mcp $H -d '{"jsonrpc":"2.0","id":2,"method":"tools/call",
+    curl -s 127.0.0.1:8004/mcp $H -d '{"jsonrpc":"2.0","id":2,"method":"tools/call",
       "params":{"name":"echo","arguments":{"text":"forbidden"},'"$M"'}}'
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 
 import mcp_plugin_mw as mw
 
-HERE = Path(__file__).parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # plugins.yaml names classes in plugins_example.py
+HERE = Path(__file__).parent  # plugins.yaml's class paths are looked up here
 
 server = MCPServer("mcp-plugin-mw example")
 

@@ -1,11 +1,8 @@
 """Just enough settings for one JSON view: no database, no apps, no CSRF middleware."""
 
-import sys
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-if str(BASE_DIR) not in sys.path:
-    sys.path.insert(0, str(BASE_DIR))  # plugins.yaml names classes in plugins_example.py
+BASE_DIR = Path(__file__).resolve().parent.parent  # plugins.yaml's class paths are looked up here
 
 PLUGINS_YAML = BASE_DIR / "plugins.yaml"
 
