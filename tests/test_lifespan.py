@@ -105,3 +105,87 @@ def test_wsgi_middleware_starts_its_plugins_when_built() -> None:
     )
     assert "later" not in Started.started
     lazy.close()
+
+
+# --------------------------------------------------------------------------
+# A bad configuration under Starlette's add_middleware (what README.rst says to do)
+# --------------------------------------------------------------------------
+
+BAD_APP = """\
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import mcp_plugin_mw as mw
+
+BAD = {"plugins": [{"name": "shout", "kind": "tests.sample_plugins.Upper", "flow": "backwards"}]}
+
+
+async def hello(request):
+    return PlainTextResponse("hello")
+
+
+app = Starlette(routes=[Route("/", hello)])
+if EAGER:
+    app.add_middleware(mw.PluginMiddleware, manager=mw.PluginManager(BAD))
+else:
+    app.add_middleware(mw.PluginMiddleware, config=BAD)
+"""
+
+PROBLEM = "plugins[0].flow: Input should be 'request', 'response' or 'both'"
+
+
+def bad_app(tmp_path: Path, *options: str, eager: bool) -> subprocess.Popen[str]:
+    (tmp_path / "bad_config_app.py").write_text(f"EAGER = {eager}\n" + BAD_APP, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    command = [sys.executable, "-m", "uvicorn", "bad_config_app:app", "--host", "127.0.0.1", "--port", str(free_port())]
+    return subprocess.Popen(
+        [*command, *options], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _exit_output(server: subprocess.Popen[str]) -> str:
+    try:
+        return server.communicate(timeout=60)[0]
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def test_a_bad_config_with_lifespan_on_stops_uvicorn(tmp_path: Path) -> None:
+    server = bad_app(tmp_path, "--lifespan", "on", eager=False)
+    output = _exit_output(server)
+    assert server.returncode != 0, output
+    assert PROBLEM in output
+    assert "Application startup failed" in output
+
+
+def test_a_manager_built_at_import_stops_uvicorn_with_the_default_lifespan(tmp_path: Path) -> None:
+    server = bad_app(tmp_path, eager=True)
+    output = _exit_output(server)
+    assert server.returncode != 0, output
+    assert PROBLEM in output
+
+
+def test_lifespan_auto_serves_a_bad_add_middleware_config(tmp_path: Path) -> None:
+    # Why README.rst says the two above: Starlette builds the middleware on the
+    # first call (the lifespan), and uvicorn's --lifespan auto takes its
+    # exception for "lifespan unsupported" and serves, every request a 500.
+    server = bad_app(tmp_path, eager=False)
+    port = int(server.args[server.args.index("--port") + 1])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.05)
+        assert answer.status_code == 500
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=30)[0]
+    assert "ASGI 'lifespan' protocol appears unsupported." in output
+    assert PROBLEM in output  # in the traceback of the request, not at startup
