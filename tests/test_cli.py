@@ -377,7 +377,8 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path):
     (tmp_path / "plugins.yaml").write_text("# mine\n", encoding="utf-8")
     result = run("init", str(tmp_path))
     assert result.exit_code == 1
-    assert "not overwriting" in result.stderr and "plugins.yaml" in result.stderr
+    assert "not overwriting" in result.stderr
+    assert "plugins.yaml" in result.stderr
     assert (tmp_path / "plugins.yaml").read_text() == "# mine\n"
     assert not (tmp_path / "my_plugins.py").exists()
     assert run("init", "--force", str(tmp_path)).exit_code == 0
@@ -387,7 +388,8 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path):
 def test_init_defaults_to_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run("init").exit_code == 0
-    assert (tmp_path / "plugins.yaml").exists() and (tmp_path / "my_plugins.py").exists()
+    assert (tmp_path / "plugins.yaml").exists()
+    assert (tmp_path / "my_plugins.py").exists()
 
 
 def test_demo_config_with_a_bad_file_stops_before_serving(tmp_path):

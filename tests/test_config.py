@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -528,3 +529,83 @@ def test_the_manager_reports_config_errors(tmp_path):
     with pytest.raises(ConfigError) as caught:
         PluginManager(tmp_path / "absent.yaml", environ={})
     assert caught.value.problems == [f"{tmp_path / 'absent.yaml'}: file not found"]
+
+
+def test_every_problem_in_one_pass_including_the_plugins(tmp_path):
+    # Schema errors used to hide duplicate names, class paths and plugins' own keys until a later run.
+    source = {
+        "plugin_settings": {"plugin_timout": 1},
+        "plugins": [
+            {"name": "a", "kind": "tests.sample_plugins.Upper", "mode": "strict"},
+            {"name": "b", "kind": "tests.sample_plugins.Upper"},
+            {"name": "b", "kind": "tests.sample_plugins.Uper"},
+            {"name": "c", "kind": "deny_list", "config": {"term": ["x"]}},
+        ],
+    }
+    with pytest.raises(ConfigError) as caught:
+        PluginManager(source, environ={})
+    problems = caught.value.problems
+    assert problems[0] == "plugin_settings.plugin_timout: unknown key (did you mean 'plugin_timeout'?)"
+    assert problems[1].startswith("plugins[0].mode: Input should be")
+    assert problems[2] == "plugins[2].name: duplicate name 'b' (also plugins[1])"
+    assert problems[3] == (
+        "plugins[2] (b): module 'tests.sample_plugins' has no attribute 'Uper'; did you mean 'Upper'?"
+    )
+    assert problems[4].startswith("plugins[3] (c): DenyListPlugin(...) raised ValueError: ")
+    assert "config.term: Extra inputs are not permitted (did you mean 'terms'?)" in problems[4]
+    assert len(problems) == 5
+
+
+def test_semantic_problems_come_with_the_plugins_problems():
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            {"plugins": [{"name": "a", "kind": "no_such_pkg_mw.X"}, {"name": "a", "kind": "tests.sample_plugins.Tag"}]},
+            environ={},
+        )
+    assert caught.value.problems[0] == "plugins[1].name: duplicate name 'a' (also plugins[0])"
+    assert caught.value.problems[1].startswith("plugins[0] (a): cannot import module 'no_such_pkg_mw'")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ({"plugin_timeout": 1}, "plugin_timeout: unknown key (did you mean 'plugin_settings.plugin_timeout'?)"),
+        ({"plugin_setings": {}}, "plugin_setings: unknown key (did you mean 'plugin_settings'?)"),
+        (
+            {"plugin_settings": {"pending_calls": {"backend": "memory", "ttll": 1}}},
+            "plugin_settings.pending_calls.ttll: unknown key (did you mean 'ttl'?)",
+        ),
+        (
+            {"plugins": [{"name": "a", "kind": "tests.sample_plugins.Upper", "prority": 1}]},
+            "plugins[0].prority: unknown key (did you mean 'priority'?)",
+        ),
+    ],
+)
+def test_unknown_keys_say_what_they_resemble(source, expected):
+    assert problems_of(source) == [expected]
+
+
+def test_class_paths_resolve_from_the_yaml_folder_on_reload(tmp_path, monkeypatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "mw_test_beside_yaml.py").write_text(
+        "import mcp_plugin_mw as mw\n\n\nclass P(mw.Plugin):\n    def tool_pre_invoke(self, payload, context):\n"
+        "        return None\n",
+        encoding="utf-8",
+    )
+    path = write(folder, "plugins:\n  - name: p\n    kind: mw_test_beside_yaml.P\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
+    try:
+        manager = PluginManager(path, environ={})
+        try:
+            assert [type(plugin).__name__ for plugin in manager.plugins] == ["P"]
+            sys.modules.pop("mw_test_beside_yaml")
+            path.write_text("plugins:\n  - name: q\n    kind: mw_test_beside_yaml.P\n", encoding="utf-8")
+            manager.reload()
+            assert [plugin.name for plugin in manager.plugins] == ["q"]
+        finally:
+            manager.close()
+    finally:
+        sys.modules.pop("mw_test_beside_yaml", None)
+    assert str(folder) not in sys.path
