@@ -34,12 +34,21 @@ DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "IT", "NL", "ES")
 # timestamp; written after one of these (in a label, a JSON key, a sentence)
 # it is a number to call. Each language of DEFAULT_REGIONS is covered.
 _CONTEXT = re.compile(
-    r"(?:phone|tel|fon|mobil|mobile|cell|cellular|fax|call|sms|whatsapp|signal|dial|ring|contact"
-    r"|telefono|teléfono|telefone|téléphone|telephone|portable|cellulare|celular|móvil|movil|handy"
-    r"|mobiel|gsm|rufnummer|nummer|numéro|numero|número|tlf|tfno|nr)\w*\W{0,4}\Z",
-    re.IGNORECASE,
+    # A word start: after a non-letter, or a capital in camelCase (contactPhone).
+    r"(?:(?<![a-z])|(?=[A-Z]))"
+    r"(?i:phone|tel|fon|mobil|cell|fax|call|sms|whatsapp|dial|ring|contact|msisdn|reach"
+    r"|t[ée]l[ée]phon|portable|joignable|appel|cellular|chiam|llam|m[óo]vil|handy|anruf|erreich"
+    r"|mobiel|bel|gsm|rufnummer|tlf|tfno)\w*\W{0,4}\Z",
 )
 _CONTEXT_WINDOW = 24
+# What says a run of digits is an id, an amount or a count instead: a label
+# such as "order", "id", "#" or "ref" just before it.
+_ID_LABEL = re.compile(
+    r"(?:#|\b(?:id|ids|no|nr|num|ref|order|invoice|account|acct|seq|pid|uid|ts|timestamp|epoch|serial|sku"
+    r"|ticket|case|tracking|bestel\w*|bestell\w*|commande|pedido|ordine|rechnung|factura|fattura|facture)"
+    r"\W{0,3})\Z|_id\W{0,4}\Z",
+    re.IGNORECASE,
+)
 
 
 def known_region(region: str) -> bool:
@@ -117,7 +126,21 @@ class PhoneRules:
             return True
         if digits[0] == "0" and len(digits) in self._trunk:
             return True
+        return self.numbered(digits)
+
+    def numbered(self, digits: str) -> bool:
+        """``digits`` match the numbering plan of a region written without a trunk prefix (Italy, Spain)."""
         return any(pattern.fullmatch(digits) for pattern in self._patterns)
+
+
+def nanp_exchange(digits: str) -> bool:
+    """Whether ``digits`` are a whole NANP number: area code and exchange both start with 2-9."""
+    return nanp(digits) and digits[-7] >= "2"
+
+
+def labelled_id(text: str, start: int) -> bool:
+    """Whether a label such as "order", "id" or "#" comes just before ``start``."""
+    return _ID_LABEL.search(text, max(0, start - 16), start) is not None
 
 
 def has_context(text: str, start: int) -> bool:

@@ -91,7 +91,7 @@ from pydantic import AliasChoices, Field, field_validator
 from ..models import PluginConfig, PluginViolation
 from ._base import Findings, TextFilterPlugin, config_error, counted, labels
 from ._config import Settings, parse_config
-from ._phones import DEFAULT_REGIONS, PhoneRules, has_context, known_region, nanp
+from ._phones import DEFAULT_REGIONS, PhoneRules, has_context, known_region, labelled_id, nanp_exchange
 from .regex_replace import compile_guarded
 
 __all__ = ["TYPES", "Detector", "PIIFilterPlugin", "PIIFilterSettings", "find_pii"]
@@ -175,21 +175,25 @@ _EXTENSION = r"(?:(?: ?(?:x|ext\.?|extension) ?)[0-9]{1,6}(?![0-9]))?"
 _LEAD_MARK = "\x01"
 _LEAD_MARKS = str.maketrans(dict.fromkeys("0123456789+(", _LEAD_MARK))
 _DIGIT_LED: dict[str, str] = {
-    "SSN": r"(?<![.+-].)(?<=[0-9])[0-9]{2}(?P<ssn_sep>[- ])[0-9]{2}(?P=ssn_sep)[0-9]{4}(?![\w-])",
+    # Area 000, 666 and 900-999, group 00 and serial 0000 are never issued.
+    "SSN": (
+        r"(?<![.+-].)(?<=[0-8])[0-9]{2}(?<!000)(?<!666)"
+        r"(?P<ssn_sep>[- ])(?!00)[0-9]{2}(?P=ssn_sep)(?!0000)[0-9]{4}(?![\w-])"
+    ),
     "CREDIT_CARD": (
-        r"(?<![.+-].)(?<=[0-9])(?:[0-9]{12,18}"
-        r"|[0-9]{3}(?P<cc_sep>[ -])[0-9]{4}(?P=cc_sep)[0-9]{4}(?P=cc_sep)"
-        r"(?:[0-9]{4}(?:(?P=cc_sep)[0-9]{1,4})?|[0-9]{1,3})"
+        r"(?<![.+-].)(?<=[0-9])(?:[0-9]{11,18}"
+        r"|[0-9]{3}(?P<cc_sep>[ -])[0-9]{4}(?P=cc_sep)[0-9]{4}"
+        r"(?:(?P=cc_sep)(?:[0-9]{4}(?:(?P=cc_sep)[0-9]{1,4})?|[0-9]{1,3}))?"
         r"|[0-9]{3}(?P<ax_sep>[ -])[0-9]{6}(?P=ax_sep)[0-9]{4,5})(?![\w-])"
     ),
     # North American: [+]1 country code, (area) or area-, exchange, line,
     # and an extension (303-996-1274x4451).
     "PHONE": (
         r"(?<![+.-].)"
-        r"(?:(?<=\+)1[ .-]?(?:\([0-9]{3}\) ?|[0-9]{3}[ .-])"
-        r"|(?<=\()[0-9]{3}\) ?"
-        r"|(?<=1)[ .-]?(?:\([0-9]{3}\) ?|[0-9]{3}[ .-])"
-        r"|(?<=[0-9])[0-9]{2}[ .-])"
+        r"(?:(?<=\+)1[ .-]?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])"
+        r"|(?<=\()[2-9][0-9]{2}\) ?"
+        r"|(?<=1)[ .-]?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])"
+        r"|(?<=[2-9])[0-9]{2}[ .-])"
         r"[0-9]{3}[ .-][0-9]{4}" + _EXTENSION + r"(?!\w|[.-][0-9])"
     ),
     # International: + and 8 to 15 digits with light punctuation and a
@@ -198,13 +202,17 @@ _DIGIT_LED: dict[str, str] = {
     # National formats: a trunk prefix 0 (or 00, the international prefix),
     # the area code perhaps in parentheses, groups of digits.
     "PHONE_NATIONAL": (
-        r"(?<![.,+-].)(?:(?<=\()0[0-9]{1,4}\)[ -]?[0-9]{2,8}|(?<=0)[0-9]{1,11})"
-        r"(?:[ ./-][0-9]{2,8}){0,5}" + _EXTENSION + r"(?![\w/]|[.,-][0-9])"
+        r"(?<![.+-].)(?:(?<=\()0[0-9]{1,4}\)[ -]?[0-9]{2,12}|(?<=0)[0-9]{1,12})"
+        r"(?:[ ./-][0-9]{1,12}){0,6}" + _EXTENSION + r"(?![\w/]|[.-][0-9])"
     ),
-    # A run of digits with no separators, only a phone after a word such as
-    # "phone", "Tel." or "telefono" (checked later).
-    "PHONE_BARE": r"(?<![.,+-].)(?<=[1-9])[0-9]{6,11}(?![\w/]|[.,-][0-9])",
-    "IPV4": r"(?<![.].)(?<=[0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?!\w|\.[0-9])",
+    # A run of digits with no separators (checked later).
+    "PHONE_BARE": r"(?<![.+-].)(?<=[1-9])[0-9]{6,11}(?![\w/]|[.-][0-9])",
+    # Four octets of 0-255 without leading zeros; the first one's lead digit
+    # is already read.
+    "IPV4": (
+        r"(?<![.].)(?:(?<=1)[0-9]{2}|(?<=2)(?:[0-4][0-9]|5[0-5])|(?<=[1-9])[0-9]|)"
+        r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}(?!\w|\.[0-9])"
+    ),
     # Led by the first check digit: the country code is the two letters before
     # (so this one is not under the shared token-start check).
     "IBAN": (
@@ -221,6 +229,9 @@ _GROUP_OFFSET = {"IBAN": 2}  # where the match really starts, before the lead
 # close together: both literals re finds fast, and rare in most text.
 _LAST_NOT_LOCAL = re.compile(r".*[^A-Za-z0-9._%+-]", re.DOTALL)
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}(?![\w-]|\.[A-Za-z0-9])")
+# git@github.com:org/repo.git: an scp-style remote, not an address (nor is
+# git@host anywhere: the account git hosting services log in over ssh).
+_SCP_PATH = re.compile(r":[A-Za-z_~./]")
 _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?:\.[0-9]{1,3}){3})?(?![\w:]|\.[0-9])")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -244,7 +255,7 @@ _SETTING = {
 # (foo==16.16.8.9), a product token (Chrome/120.0.6099.109) or a package
 # name (pkg@1.2.3.4).
 _VERSION_BEFORE = re.compile(
-    r"(?:\b(?:v|ver|build|release|rev|revision|firmware|fw|kernel)|version)[\s:#=(\"']*\Z"
+    r"(?:\b(?:v|ver|build|release|rev|revision|rv|firmware|fw|kernel)|version)[\s:#=(\"']*\Z"
     r"|[=!~<>]=\s*\Z|[A-Za-z0-9_]/\Z|@\Z",
     re.IGNORECASE,
 )
@@ -254,11 +265,6 @@ _FILE_SUFFIXES = frozenset(
 )
 _URL_TOKEN_STOP = frozenset(" \t\r\n\"'<>()[]{}`,;")
 _PHONE_PUNCTUATION = re.compile(r"[ ./-]{2}|\(\)|[^0-9 ./()-]")
-
-
-def _ssn_ok(value: str, text: str, start: int) -> bool:
-    area, group, serial = value[:3], value[4:6], value[7:]
-    return area != "000" and area != "666" and area[0] != "9" and group != "00" and serial != "0000"
 
 
 # Card and phone candidates hold only ASCII digits and separators, so their
@@ -274,6 +280,23 @@ def _luhn(digits: bytes) -> bool:
     return (total - 48 * len(digits)) % 10 == 0
 
 
+_MAESTRO = (
+    b"5018",
+    b"5020",
+    b"5038",
+    b"5893",
+    b"6304",
+    b"6390",
+    b"6759",
+    b"6761",
+    b"6762",
+    b"6763",
+    b"56",
+    b"57",
+    b"58",
+)
+
+
 def _card_ok(value: str, text: str, start: int) -> bool:
     digits = value.encode().translate(None, b" -")
     # Issuer numbers start with 2 to 6 (Mastercard's 2-series, Amex and
@@ -281,7 +304,8 @@ def _card_ok(value: str, text: str, start: int) -> bool:
     # but for JCB's old 15-digit 1800 and 2131 and Maestro's 0604.
     if not (0x32 <= digits[0] <= 0x36 or digits.startswith((b"1800", b"0604"))):
         return False
-    return _luhn(digits)
+    # Twelve digits: only Maestro issues numbers this short.
+    return (len(digits) > 12 or digits.startswith(_MAESTRO)) and _luhn(digits)
 
 
 class _PhoneChecks:
@@ -289,9 +313,6 @@ class _PhoneChecks:
 
     def __init__(self, rules: PhoneRules) -> None:
         self.rules = rules
-
-    def nanp(self, value: str, text: str, start: int) -> bool:
-        return nanp(_phone_digits(_without_extension(value)))
 
     def international(self, value: str, text: str, start: int) -> bool:
         number = _without_extension(value)[1:]
@@ -310,20 +331,32 @@ class _PhoneChecks:
     def national(self, value: str, text: str, start: int) -> bool:
         number = _without_extension(value)
         digits = _phone_digits(number)
-        if digits.startswith("00") and self.rules.international(digits[2:]):
-            return True  # 0044 20 7946 0958, 001-415-555-2671
+        if digits.startswith("00"):
+            # The international prefix (0044 20 7946 0958, 001-415-555-2671):
+            # no national number starts with it.
+            return len(digits) > 9 and self.rules.international(digits[2:]) and not labelled_id(text, start)
         if _NOT_A_PHONE.match(number) or _PHONE_PUNCTUATION.search(number.lstrip("(")):
             return False
         if not self.rules.national(digits):
             return False
-        # Separated into groups, nine digits or more: a number as people
-        # write one. Shorter, or one unbroken run: only after a phone word.
-        if len(digits) >= 9 and len(digits) < len(number):
-            return True
+        # Nine digits or more: a number as people write one. Shorter: only
+        # after a phone word.
+        if len(digits) >= 9:
+            return not labelled_id(text, start)
         return has_context(text, start)
 
     def bare(self, value: str, text: str, start: int) -> bool:
-        return has_context(text, start) and self.rules.national(value)
+        """A run of digits: a phone after a phone word, or as long as one and not labelled an id."""
+        if not self.rules.national(value) or labelled_id(text, start):
+            return False
+        if has_context(text, start):
+            return True
+        # As long as a phone number, and one by the regions' numbering (a
+        # whole NANP number; no national number starts with 1, where
+        # timestamps do).
+        if len(value) < 9 or value[0] == "1":
+            return False
+        return (self.rules.nanp and nanp_exchange(value)) or self.rules.numbered(value)
 
 
 # Dates and dotted quads written with a leading zero (05.03.2024,
@@ -365,9 +398,8 @@ class _IPChecks:
         return any(getattr(address, f"is_{kind}") for kind in self.skip)
 
     def ipv4(self, value: str, text: str, start: int) -> bool:
-        # The pattern allows only four runs of one to three ASCII digits: what
-        # IPv4Address refuses among those is a leading zero or a value over 255.
-        if _IPV4_OCTETS.match(value) is None or _after_version_word(text, start):
+        # The pattern has checked the octets.
+        if _after_version_word(text, start):
             return False
         if self._by_text:
             if "loopback" in self.skip and value.startswith("127."):
@@ -434,8 +466,8 @@ def _iban_ok(value: str, text: str, start: int) -> bool:
     return int(number) % 97 == 1
 
 
-_VALIDATORS: dict[str, Callable[[str, str, int], bool]] = {
-    "SSN": _ssn_ok,
+_VALIDATORS: dict[str, Callable[[str, str, int], bool] | None] = {
+    "SSN": None,  # the pattern says it all
     "CREDIT_CARD": _card_ok,
     "IBAN": _iban_ok,
 }
@@ -467,6 +499,8 @@ def _emails(text: str) -> Iterator[Span]:
                 and not (before.isalnum() or before in "_.%+-")
                 and ".." not in local
                 and domain.group().rpartition(".")[2].lower() not in _FILE_SUFFIXES
+                and not _SCP_PATH.match(text, domain.end())
+                and local != "git"
                 and (start == 0 or text[start - 1] in _URL_TOKEN_STOP or _outside_url(text, start))
             ):
                 yield "EMAIL", start, domain.end()
@@ -530,9 +564,9 @@ class Detector:
         self._led = re.compile(pattern) if alternatives else None
         phones = _PhoneChecks(PhoneRules(tuple(regions)))
         self._ips = _IPChecks(frozenset(ip_skip))
-        validators: dict[str, Callable[[str, str, int], bool]] = {
+        validators: dict[str, Callable[[str, str, int], bool] | None] = {
             **_VALIDATORS,
-            "PHONE": phones.nanp,
+            "PHONE": None,  # the pattern says it all
             "PHONE_INTL": phones.international,
             "PHONE_NATIONAL": phones.national,
             "PHONE_BARE": phones.bare,
@@ -549,15 +583,41 @@ class Detector:
         if not any(map(text.__contains__, _MAYBE_PII)):
             return []
         spans: list[Span] = []
-        if self._led is not None:
+        led = self._led
+        if led is not None:
             groups = self._groups
             append = spans.append
-            for match in self._led_matches(text):
-                kind, offset, valid = groups[match.lastgroup]  # type: ignore[index]
-                start, end = match.span()
-                start -= offset
-                if valid(text[start:end], text, start):
-                    append((kind, start, end))
+            if text.isascii():
+                # Every match starts on a lead character and none is empty,
+                # so searching from the next lead finds what searching from
+                # the end of the previous match would, and str.find skips
+                # to it far faster than re looks for a class. (A mark
+                # already in the text is only a place to search from too
+                # soon.)
+                find = text.translate(_LEAD_MARKS).find
+                search = led.search
+                position = find(_LEAD_MARK)
+                while position != -1:
+                    match = search(text, position)
+                    if match is None:
+                        break
+                    kind, offset, valid = groups[match.lastgroup]  # type: ignore[index]
+                    start, end = match.span()
+                    if valid is None:
+                        append((kind, start, end))
+                    else:
+                        start -= offset
+                        if valid(text[start:end], text, start):
+                            append((kind, start, end))
+                    position = find(_LEAD_MARK, end)
+            else:
+                # Translating non-ASCII text is slower than the search it spares.
+                for match in led.finditer(text):
+                    kind, offset, valid = groups[match.lastgroup]  # type: ignore[index]
+                    start, end = match.span()
+                    start -= offset
+                    if valid is None or valid(text[start:end], text, start):
+                        append((kind, start, end))
         sources = 1
         if self._email and "@" in text:
             sources += 1
@@ -566,28 +626,6 @@ class Detector:
             sources += 1
             spans.extend(_ipv6s(text, self._ips.ipv6))
         return _disjoint(spans) if sources > 1 else spans
-
-    def _led_matches(self, text: str) -> Iterator[re.Match[str]]:
-        """What ``self._led.finditer(text)`` yields."""
-        led = self._led
-        assert led is not None
-        if not text.isascii():
-            # Translating non-ASCII text is slower than the search it spares.
-            yield from led.finditer(text)
-            return
-        # Every match starts on a lead character and none is empty, so
-        # searching from the next lead finds what searching from the end of
-        # the previous match would. (A mark already in the text is only a
-        # place to search from too soon.)
-        find = text.translate(_LEAD_MARKS).find
-        search = led.search
-        start = find(_LEAD_MARK)
-        while start != -1:
-            match = search(text, start)
-            if match is None:
-                return
-            yield match
-            start = find(_LEAD_MARK, match.end())
 
 
 def _disjoint(spans: list[Span]) -> list[Span]:
