@@ -142,6 +142,7 @@ BLOCKED_URLS = [
     ("http://evil.example\\@good.example/", "ambiguous"),
     ("http://foo.123/", "invalid_host"),
     ("http://a b.example/", "invalid_host"),
+    ("http://" + "a" * 400 + ".example/", "invalid_host"),
     ("http://xn--pple-43d.com/", "idn:mixed_script"),
     ("http://\u0430pple.com/", "idn:mixed_script"),
     ("http://xn--99999999999a.com/", "idn:invalid"),

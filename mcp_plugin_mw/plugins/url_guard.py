@@ -381,9 +381,19 @@ def _mixed_script(label: str) -> bool:
     return len(scripts) > 1
 
 
-@functools.lru_cache(maxsize=4096)
+MAX_HOST = 300
+"""Longer hosts are refused unread (DNS names end at 253): they would bloat the cache."""
+
+
 def canonical_host(raw: str) -> Host:
     """Normalise a host as found in a URL (see the module docstring)."""
+    if len(raw) > MAX_HOST:
+        return Host("invalid", raw[:40] + "...", problem="too long")
+    return _canonical_host(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_host(raw: str) -> Host:
     try:
         text = urllib.parse.unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
