@@ -212,6 +212,12 @@ _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 _AUTHORITY_END = re.compile(r"[/\\?#]")
 _AUTHORITY_END_NON_SPECIAL = re.compile(r"[/?#]")
 _PROSE_MARK = re.compile(r":[/\\][/\\]")
+# scheme://host[:port][/?#rest] with a plain ASCII host, no backslash, "@",
+# "%", space or control character before the path: every parser finds the
+# same scheme, host and port in it.
+_PLAIN_URL = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.\-]*)://([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?(?:[/?#][\x21-\x5b\x5d-\x7e]*)?"
+)
 _PROSE_END = re.compile(r"[\s<>\"'`]")
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _TRAILING = ".,;:!?'\"*"
@@ -303,6 +309,7 @@ class Host(NamedTuple):
     addresses: frozenset[IPAddress] = frozenset()
     unicode: str = ""
     problem: str = ""
+    mixed_script: bool = False
 
 
 def _ipv4_number(part: str) -> int | None:
@@ -441,7 +448,8 @@ def _canonical_host(raw: str) -> Host:
             except UnicodeError:
                 return Host("invalid", name, problem="not a valid international name")
             unicode_labels.append(label)
-    return Host("name", ".".join(ascii_labels), unicode=".".join(unicode_labels))
+    mixed = any(not label.isascii() and _mixed_script(label) for label in unicode_labels)
+    return Host("name", ".".join(ascii_labels), unicode=".".join(unicode_labels), mixed_script=mixed)
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -631,7 +639,7 @@ class Policy:
                 return rule
         if host.problem:
             return host.problem
-        if settings.mixed_script == "block" and any(_mixed_script(label) for label in host.unicode.split(".")):
+        if settings.mixed_script == "block" and host.mixed_script:
             return "idn:mixed_script"
         if _covered(name, settings.deny_domains):
             return "domain_deny"
@@ -649,7 +657,13 @@ class Policy:
 
     def check(self, url: str, *, resource: bool = False, ssrf_only: bool = False) -> Blocked | None:
         """Judge one URL; ``ssrf_only`` checks a bare host's address class only."""
-        readings = [reading for reader in READERS if (reading := reader(url)) is not None]
+        plain = _PLAIN_URL.fullmatch(url)
+        if plain is not None:
+            # Nothing the parsers could read differently: one reading is all of them.
+            scheme, host_text, port = plain.groups()
+            readings = [Reading(scheme.lower(), host_text, port or "", False)]
+        else:
+            readings = [reading for reader in READERS if (reading := reader(url)) is not None]
         if not readings:
             return Blocked("invalid_url", None)
         first = readings[0]
