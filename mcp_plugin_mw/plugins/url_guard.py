@@ -94,10 +94,13 @@ IDNA does (full-width and circled characters, upper case, ideographic full
 stops), its trailing dot dropped; one that ends in a number is an IPv4
 address in every spelling C's ``inet_aton`` and the WHATWG parser accept
 (``2130706433``, ``0x7f000001``, ``0177.0.0.1``, ``127.1``) and in the
-all-decimal reading of its parts. A URL is refused when any reading's host
-is refused, when the readings find different hosts or a host spells several
-addresses (``ambiguous``: ``http://evil.example\\@good.example``), or when
-its host has characters no host may have (``invalid_host``).
+all-decimal reading of its parts. (A plain ``scheme://host[:port]/...`` URL,
+with an ASCII host and no backslash, ``@``, ``%``, space or control
+character, is read once: the parsers cannot differ on it.) A URL is refused
+when any reading's host is refused, when the readings find different hosts
+or a host spells several addresses (``ambiguous``:
+``http://evil.example\\@good.example``), or when its host has characters no
+host may have (``invalid_host``).
 
 A refusal is a violation with code ``URL_BLOCKED`` (HTTP 403) naming the
 rule and the normalised host (``details: {rule, host}``), never the URL:
