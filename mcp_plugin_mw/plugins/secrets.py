@@ -250,7 +250,7 @@ _DOCUMENTED = frozenset({"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY
 # fillers (a run of 6 of one character is in no random token of 20+).
 _PLACEHOLDER = re.compile(
     r"example|your|placeholder|change[_-]?me|redacted|dummy|sample|fake|replace[_-]?me|insert[_-]|"
-    r"\$\{|\{\{|%\(|\$\(|<[^<>]*>|xxxxxx|000000|\*\*\*\*\*\*|######|\.\.\.\.\.\.|______|••••••"
+    r"\$\{|\{\{|%\(|\$\(|<[^<>]*>|\.\.\.|…|xxxxxx|000000|\*\*\*\*\*\*|######|______|••••••"
 )
 _RUN = re.compile(r"(.)\1{5}")
 _WORD_VALUES = frozenset(
@@ -323,6 +323,13 @@ Finding = tuple[str, int, int]
 _E = r"(?![A-Za-z0-9_-])"  # a token ends where no token character follows
 _E62 = r"(?![A-Za-z0-9])"
 
+_PASSWORD_WORDS = r"pass(?:word|wd|phrase)?|pwd"
+_SECRET_WORDS = (
+    r"secret|token|api[_.-]?key|apikey|access[_.-]?key|auth[_.-]?key|private[_.-]?key|credentials?|"
+    r"client[_.-]?secret"
+)
+_LABEL_WORDS = f"{_PASSWORD_WORDS}|{_SECRET_WORDS}"
+
 # (type, before, lead, after, check): a token is ``before`` (fixed width,
 # checked by a lookbehind; None: walked back in Python), then the character
 # ``lead``, then ``after``. Each lead gets one pass of :mod:`re` that searches
@@ -351,7 +358,16 @@ _TOKENS: tuple[tuple[str, str | None, str, str, str], ...] = (
     ("DEVTOOLS_TOKEN", "sbp", "_", rf"[a-f0-9]{{40}}{_E}", "token"),
     ("DEVTOOLS_TOKEN", "sb", "_", rf"secret_[A-Za-z0-9_-]{{31,64}}{_E}", "token"),
     ("DEVTOOLS_TOKEN", "ntn", "_", rf"[0-9]{{11}}[A-Za-z0-9]{{35}}{_E}", "token"),
+    (
+        "AWS_SECRET_ACCESS_KEY",
+        "[Aa][Ww][Ss]",
+        "_",
+        r"(?i:secret_(?:access_)?key)[\"']?[ \t]{1,4}(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        "value",
+    ),
     # "-"
+    ("GENERIC_SECRET", "-", "-", rf"(?:[A-Za-z0-9]+-)?(?i:{_LABEL_WORDS})[A-Za-z0-9-]{{0,20}}[ =]", "flag"),
+    ("PASSWORD", "[ \t]", "-", r"p(?:'(?P<value>[^'\n]{1,256})'|\"(?P<dvalue>[^\"\n]{1,256})\")", "pflag"),
     ("PRIVATE_KEY", "", "-", r"----BEGIN (?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?-----", "pem"),
     ("ANTHROPIC_API_KEY", "sk", "-", rf"ant-[a-z]{{3,5}}[0-9]{{2}}-[A-Za-z0-9_-]{{20,250}}{_E}", "token"),
     ("OPENROUTER_API_KEY", "sk", "-", rf"or-v1-[0-9a-f]{{64}}{_E}", "token"),
@@ -401,18 +417,21 @@ _TOKENS: tuple[tuple[str, str | None, str, str, str], ...] = (
         "jwt",
     ),
     # ".": Discord's base64 user id is 24-28 characters, walked back in Python
+    ("SENDGRID_API_KEY", "SG", ".", rf"[A-Za-z0-9_-]{{22}}\.[A-Za-z0-9_-]{{43}}{_E}", "token"),
+    ("GOOGLE_OAUTH", "ya29", ".", rf"[A-Za-z0-9_-]{{30,2000}}{_E}", "token"),
+    ("HASHICORP_TOKEN", "hv[sb]", ".", rf"[A-Za-z0-9_-]{{90,500}}{_E}", "token"),
+    ("DEVTOOLS_TOKEN", "dp", ".", rf"pt\.[A-Za-z0-9]{{43}}{_E}", "token"),
+    # Literal or lookahead first, long lookbehinds after: most dots fail at once.
+    ("HASHICORP_TOKEN", None, ".", rf"atlasv1\.(?<=[a-z0-9]{{14}}\.atlasv1\.)[a-z0-9_=-]{{60,70}}{_E}", "atlas"),
     (
         "DISCORD_TOKEN",
         None,
         ".",
-        rf"(?<=[A-Za-z0-9_-]{{24}}\.)[A-Za-z0-9_-]{{6}}\.[A-Za-z0-9_-]{{27,40}}{_E}",
+        rf"(?=[A-Za-z0-9_-]{{6}}\.)(?<=[A-Za-z0-9_-]{{23}}\.)[A-Za-z0-9_-]{{6}}\.[A-Za-z0-9_-]{{27,40}}{_E}",
         "discord",
     ),
-    ("SENDGRID_API_KEY", "SG", ".", rf"[A-Za-z0-9_-]{{22}}\.[A-Za-z0-9_-]{{43}}{_E}", "token"),
-    ("GOOGLE_OAUTH", "ya29", ".", rf"[A-Za-z0-9_-]{{30,2000}}{_E}", "token"),
-    ("HASHICORP_TOKEN", "hv[sb]", ".", rf"[A-Za-z0-9_-]{{90,500}}{_E}", "token"),
-    ("HASHICORP_TOKEN", "[a-z0-9]{14}", ".", rf"atlasv1\.[a-z0-9_=-]{{60,70}}{_E}", "token"),
-    ("DEVTOOLS_TOKEN", "dp", ".", rf"pt\.[A-Za-z0-9]{{43}}{_E}", "token"),
+    # "=": an Azure storage account key is 86 base64 characters and "==", under any label
+    ("AZURE_STORAGE_KEY", "[A-Za-z0-9+/]{86}=", "=", r"(?![A-Za-z0-9+/=])", "token"),
     # ":": URLs and Telegram's bot id (8-10 digits, walked back)
     (
         "SLACK_WEBHOOK",
@@ -444,22 +463,24 @@ _BEFORE_OK = frozenset("".join(chr(code) for code in range(128) if not (chr(code
 # Labelled values: one RE2 pass over their triggers
 # --------------------------------------------------------------------------
 
-_PASSWORD_WORDS = r"pass(?:word|wd|phrase)?|pwd"
-_SECRET_WORDS = (
-    r"secret|token|api[_.-]?key|apikey|access[_.-]?key|auth[_.-]?key|private[_.-]?key|credentials?|"
-    r"client[_.-]?secret"
-)
-_LABEL_WORDS = f"{_PASSWORD_WORDS}|{_SECRET_WORDS}"
 # After the keyword: the rest of the name (``_hash``, ``Key``), an optional
 # closing quote, then ``=``, ``:``, ``:=``, ``=>`` or ``,`` (as in
 # ``("password", "...")``), or, after a ``--flag``, a space.
+# ``os.environ["X"] = ``: a closing ``]`` too. ``, `` only after a quoted
+# label (``("password", "...")``, not ``f(api_secret, sid)``). ``is`` in
+# prose (``the admin password is ...``). A Kubernetes env entry's label and
+# value are on two lines (``name: X`` / ``value: ...``).
+_SEPARATOR = (
+    r"[\"']?\]?[ \t]{0,4}(?::=|=>|[:=])[ \t]{0,4}|[\"'],[ \t]{0,4}|[ \t]{1,4}(?:is|was)[ \t]{1,4}"
+    r"|[\"']?[ \t]*\r?\n[ \t]*value[ \t]*:[ \t]*"
+)
 _ASSIGN_TRIGGER = (
-    rf"(?i:(?:{_LABEL_WORDS})[A-Za-z0-9_.-]{{0,30}}[\"']?[ \t]{{0,4}}(?::=|=>|[:=]|,[ \t]{{0,2}}[\"'])"
+    rf"(?i:(?:{_LABEL_WORDS})[A-Za-z0-9_.-]{{0,30}}(?:{_SEPARATOR})"
     rf"|--(?:[a-z0-9]+-)?(?:{_LABEL_WORDS})[a-z0-9-]{{0,20}}[ =])"
 )
 _ASSIGN = (
-    rf"(?P<flag>--(?:[A-Za-z0-9]+-)?)?(?P<keyword>(?i:{_LABEL_WORDS}))(?P<tail>[A-Za-z0-9_.-]{{0,30}})[\"']?"
-    r"(?(flag)[ =]|[ \t]{0,4}(?::=|=>|[:=]|,)[ \t]{0,4})"
+    rf"(?P<flag>--(?:[A-Za-z0-9]+-)?)?(?P<keyword>(?i:{_LABEL_WORDS}))(?P<tail>[A-Za-z0-9_.-]{{0,30}})"
+    rf"(?(flag)[ =]|(?:{_SEPARATOR}))"
     r"(?:\"(?P<dq>[^\"\n\\]{1,512})\"|'(?P<sq>[^'\n]{1,512})'"
     r"|(?P<bare>(?:[^\s\"',;&)}\]<>`]|&(?![A-Za-z_][A-Za-z0-9_]{0,30}=)){1,512}))"
 )
@@ -497,9 +518,15 @@ _LABELLED: tuple[tuple[str, str, str, str], ...] = (
     ),
     ("GENERIC_SECRET", _ASSIGN_TRIGGER, _ASSIGN, "assign"),  # or PASSWORD, or AWS_SECRET_ACCESS_KEY
 )
-# The labelled rules can only match where one of these is (``("password",
-# "...")`` also needs a ``:`` or ``=`` elsewhere: commas are too common).
-_LABELLED_GATES = ("=", ":", "--", "earer", "EARER", "asic", "ASIC", "ecret", "ECRET")
+# Over 8 KB, the RE2 pass runs only if the text has one of these (a memchr
+# each: a search for a longer string costs as much as the pass). The forms
+# without them, ``--password x``, ``-p'x'`` and ``aws_secret_access_key KEY``,
+# are branches of the ``-`` and ``_`` passes; ``Bearer x``, ``("password",
+# "x")`` and ``the password is x`` need a ``:`` or ``=`` somewhere in such a
+# long text.
+_LABELLED_GATES = ("=", ":")
+_ALWAYS = 8192
+"""Texts up to this long get the RE2 pass whatever they have (it costs microseconds)."""
 
 _ASSIGNED = frozenset({"PASSWORD", "GENERIC_SECRET", "AWS_SECRET_ACCESS_KEY"})
 
@@ -680,7 +707,7 @@ class _Finder:
         self.passes: list[tuple[str, re.Pattern[str], dict[str, _Branch]]] = []
         leads: dict[str, list[tuple[str, str | None, str, str, str]]] = {}
         for token in _TOKENS:
-            if token[0] in kinds:
+            if token[0] in kinds or (token[4] == "flag" and kinds & _ASSIGNED):
                 leads.setdefault(token[2], []).append(token)
         for lead, tokens in leads.items():
             branches: dict[str, _Branch] = {}
@@ -693,6 +720,7 @@ class _Finder:
                 branches[name] = (kind, width, check)
             pattern = re.compile(f"{re.escape(lead)}(?:{'|'.join(parts)})", re.DOTALL)
             self.passes.append((lead, pattern, branches))
+        self.assign = re.compile(_ASSIGN) if kinds & _ASSIGNED else None
         self.labelled: list[tuple[str, re.Pattern[str], str]] = []
         triggers = []
         for kind, trigger, pattern_text, check in _LABELLED:
@@ -710,30 +738,57 @@ class _Finder:
         """The secrets in ``text``: ``(type, start, end)``, in order, not overlapping."""
         found: list[Finding] = []
         allow = self.allow
+        # A text often repeats a token (a log, a config echoed back): vet each
+        # distinct value once per call.
+        rejected: dict[str, bool] = {}
         for gate, pattern, branches in self.passes:
             if gate not in text:
                 continue
             for match in pattern.finditer(text):
                 kind, width, check = branches[match.lastgroup]  # type: ignore[index]
-                start = match.start() - width
+                lead, end = match.span()
+                start = lead - width
+                if check == "token":
+                    if start and text[start - 1] not in _BEFORE_OK:
+                        continue
+                    value = text[start:end]
+                    bad = rejected.get(value)
+                    if bad is None:
+                        bad = rejected[value] = is_placeholder(value) or value in allow
+                    if not bad:
+                        found.append((kind, start, end))
+                    continue
+                if check == "value":
+                    start, end = match.span("value")
+                    value = text[start:end]
+                    if not (is_placeholder(value) or value in allow):
+                        found.append((kind, start, end))
+                    continue
+                if check == "pflag":  # mysql -p'...'
+                    start, end = match.span("value" if match.group("value") is not None else "dvalue")
+                    finding = self._assigned("PASSWORD", text, start, end, "")
+                    if finding is not None:
+                        found.append(finding)
+                    continue
+                if check == "flag":
+                    assign = self.assign
+                    flagged = None if assign is None else assign.match(text, start)
+                    finding = None if flagged is None else self._labelled(kind, "assign", text, flagged)
+                    if finding is not None:
+                        found.append(finding)
+                    continue
                 if width < 0:
-                    start = self._walk(text, match.start(), check)
+                    start = self._walk(text, lead, check)
                     if start < 0:
                         continue
-                elif start > 0 and text[start - 1] not in _BEFORE_OK and check != "url":
+                elif start and text[start - 1] not in _BEFORE_OK and check != "url":
                     continue
-                if check == "token":
-                    end = match.end()
-                    value = text[start:end]
-                    if is_placeholder(value) or value in allow:
-                        continue
-                elif check == "pem":
-                    closing = _PEM_END.search(text, match.end())
+                if check == "pem":
+                    closing = _PEM_END.search(text, end)
                     end = len(text) if closing is None else closing.end()
                     if text[start:end] in allow:
                         continue
                 elif check == "jwt":
-                    end = match.end()
                     value = text[start:end]
                     if not _jwt_ok(value) or value in allow:
                         continue
@@ -741,12 +796,10 @@ class _Finder:
                     start, end = match.span("value")
                     if self._assigned("PASSWORD", text, start, end, "") is None:
                         continue
-                else:  # discord, telegram
-                    end = match.end()
-                    if is_placeholder(text[start:end]) or text[start:end] in allow:
-                        continue
+                elif is_placeholder(text[start:end]) or text[start:end] in allow:  # discord, telegram
+                    continue
                 found.append((kind, start, end))
-        if self.trigger is not None and any(gate in text for gate in _LABELLED_GATES):
+        if self.trigger is not None and (len(text) <= _ALWAYS or any(gate in text for gate in _LABELLED_GATES)):
             self._find_labelled(text, found)
         if self.entropy is not None:
             for match in self.entropy.finditer(text):
@@ -759,11 +812,17 @@ class _Finder:
 
     @staticmethod
     def _walk(text: str, lead: int, check: str) -> int:
+        if check == "atlas":
+            start = lead - 14
+            return start if start == 0 or (start > 0 and text[start - 1] in _BEFORE_OK) else -1
         if check == "discord":
             start = _walk_back(text, lead, _TOKEN_CHARS, 28)
-            return start if start >= 0 and lead - start >= 24 and text[start] in "MNO" else -1
-        start = _walk_back(text, lead, "0123456789", 10)  # telegram
-        return start if start >= 0 and (start == 0 or text[start - 1] in _BEFORE_OK) else -1
+            return start if start >= 0 and lead - start >= 23 and text[start] in "MNO" else -1
+        # Telegram; also in its API URLs, ``https://api.telegram.org/bot<token>/``.
+        start = _walk_back(text, lead, "0123456789", 10)
+        if start < 0 or not (start == 0 or text[start - 1] in _BEFORE_OK or text[start - 3 : start] == "bot"):
+            return -1
+        return start
 
     def _find_labelled(self, text: str, found: list[Finding]) -> None:
         # RE2 reads UTF-8; ASCII with "?" for every other character keeps one
