@@ -143,7 +143,6 @@ import binascii
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import orjson
@@ -828,39 +827,37 @@ class _Finder:
         # RE2 reads UTF-8; ASCII with "?" for every other character keeps one
         # byte per character, so offsets are the text's.
         data = text.encode() if text.isascii() else text.encode("ascii", "replace")
-        assert self.trigger is not None
         rules = self.labelled
-        if self._match is None:  # pragma: no cover - another google-re2 layout
-            spans_of: Iterator[Any] = (
-                [found_match.span(index) for index in range(len(rules) + 1)]
-                for found_match in self.trigger.finditer(data)
-            )
-        else:
-            spans_of = self._spans(data)
-        for spans in spans_of:
+        spans_at = self._spans_at
+        position, end = 0, len(data)
+        while position < end:
+            spans = spans_at(data, position, end)
+            if spans is None:
+                return
+            start, stop = spans[0]
+            position = stop if stop > start else start + 1
             for index in range(1, len(spans)):
                 if spans[index][0] >= 0:
                     kind, pattern, check = rules[index - 1]
                     match = pattern.match(text, spans[index][0])
-                    if match is not None:
-                        finding = self._labelled(kind, check, text, match)
-                        if finding is not None:
-                            found.append(finding)
+                    finding = None if match is None else self._labelled(kind, check, text, match)
+                    if finding is not None:
+                        found.append(finding)
+                        # No trigger inside a value found: ``password=`` * 10_000
+                        # is vetted once per value, not once per copy.
+                        position = max(position, finding[2])
                     break
 
-    def _spans(self, data: bytes) -> Iterator[Any]:
+    def _spans_at(self, data: bytes, position: int, end: int) -> Any:
+        """The spans of the first trigger match from ``position`` (None: no more)."""
+        match = self._match
+        if match is None:  # pragma: no cover - another google-re2 layout
+            found = self.trigger.search(data, position, end)  # type: ignore[union-attr]
+            return None if found is None else [found.span(index) for index in range(len(self.labelled) + 1)]
         # google-re2's finditer makes a match object per match in Python; the
         # compiled RE2 object's Match() is one C call.
-        match = self._match
-        unanchored = re2._Anchor.UNANCHORED
-        position, end = 0, len(data)
-        while position < end:
-            spans = match(unanchored, data, position, end)  # type: ignore[misc]
-            start, stop = spans[0]
-            if start < 0:
-                return
-            yield spans
-            position = stop if stop > start else start + 1
+        spans = match(re2._Anchor.UNANCHORED, data, position, end)
+        return None if spans[0][0] < 0 else spans
 
     def _labelled(self, kind: str, check: str, text: str, match: re.Match[str]) -> Finding | None:
         if check == "token":
