@@ -23,6 +23,11 @@ plugin that cannot start fails the startup (``lifespan.startup.failed`` with
 the plugin's name and why: a server such as uvicorn exits non-zero).
 After the app's shutdown, the plugins are shut down. Apps that do not
 support lifespan keep the lazy start: plugins initialize on the first request.
+
+A bad configuration raises ``ConfigError`` when the middleware is built,
+except when Starlette builds it lazily (``add_middleware``): then it fails
+the lifespan startup and answers every request with a 500 problem, see
+:class:`PluginMiddleware`.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from types import FrameType
 from typing import Any
 
-from .config import ConfigSource
+from .config import ConfigError, ConfigSource
 from .manager import PluginManager
 from .mapping.exchange import BodyMode, Exchange, Forward, Reply, Request, ResponseMode, drive
-from .mapping.http import HTTP_HOOK_TYPES, Headers, excluded_urls, replace_header
+from .mapping.http import HTTP_HOOK_TYPES, Headers, excluded_urls, problem, replace_header
 from .mapping.request import passes_unread
 
 __all__ = ["PluginMiddleware"]
@@ -59,7 +66,33 @@ class PluginMiddleware:
     :param manager: a ``PluginManager`` to share with other middlewares.
     :param settings: ``plugin_settings`` keys overriding the file and the
         environment (``max_body_bytes=...``, ``excluded_urls=[...]``).
+    :raises ConfigError: when the configuration is bad, listing every
+        problem; except when Starlette builds the middleware, below.
+
+    Starlette (and FastAPI) build ``add_middleware`` middleware lazily, in
+    ``Starlette.build_middleware_stack``, on the app's first ASGI call, which
+    is the lifespan startup. An exception there reaches the server, not the
+    code that configured the app, and uvicorn's default ``--lifespan auto``
+    takes it for "lifespan unsupported" and serves anyway. So when the
+    middleware is being built inside that method (found on the call stack,
+    only once the configuration has failed), the ``ConfigError`` is kept
+    rather than raised, and the middleware never calls the app:
+
+    * ``lifespan``: the startup fails (``lifespan.startup.failed`` with the
+      error's message), so the server exits, naming the problems;
+    * ``http`` and ``websocket`` (a server without lifespan): every request
+      is refused with a 500 ``application/problem+json`` saying the plugin
+      configuration is invalid (the problems go to the log, once, not to
+      the client); a websocket gets it when the server supports the
+      ``websocket.http.response`` extension, and is closed otherwise;
+    * any other scope raises the error.
+
+    Built any other way (``PluginMiddleware(app, config=...)``, inside or
+    outside an event loop) the middleware raises at once, as the code that
+    built it is there to see it. ``manager`` raises the kept error.
     """
+
+    _manager: PluginManager
 
     def __init__(
         self,
@@ -70,20 +103,41 @@ class PluginMiddleware:
         **settings: Any,
     ) -> None:
         self.app = app
-        self.manager = manager if manager is not None else PluginManager(config, settings=settings)
-        self._excluded = excluded_urls(self.manager.settings.excluded_urls)
+        self._config_error: ConfigError | None = None
+        self._config_error_logged = False
+        if manager is None:
+            try:
+                manager = PluginManager(config, settings=settings)
+            except ConfigError as error:
+                if not _built_by_starlette():
+                    raise
+                self._config_error = error
+                return
+        self._manager = manager
+        self._excluded = excluded_urls(manager.settings.excluded_urls)
+
+    @property
+    def manager(self) -> PluginManager:
+        """The plugins; raises the kept ``ConfigError`` of a bad configuration."""
+        if self._config_error is not None:
+            raise self._config_error
+        return self._manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._config_error is not None:
+            await self._refuse(self._config_error, scope, receive, send)
+            return
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
-        if scope["type"] != "http" or not Exchange.wants(self.manager):
+        manager = self._manager
+        if scope["type"] != "http" or not Exchange.wants(manager):
             await self.app(scope, receive, send)
             return
         if self._excluded is not None and self._excluded.search(scope["path"]):
             await self.app(scope, receive, send)
             return
-        active = self.manager.active_hooks
+        active = manager.active_hooks
         if active.isdisjoint(HTTP_HOOK_TYPES):
             # Most MCP traffic needs no hook: a one-message body that provably
             # names no watched method goes to the app without an exchange.
@@ -95,10 +149,35 @@ class PluginMiddleware:
                     await self.app(scope, _replay(body, receive), send)
                     return
             receive = _replay_message(first, receive)
-        await _Responder(self.app, Exchange(self.manager, _request(scope)))(scope, receive, send)
+        await _Responder(self.app, Exchange(manager, _request(scope)))(scope, receive, send)
+
+    async def _refuse(self, error: ConfigError, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``scope`` without the app: the configuration is bad (see the class docstring)."""
+        kind = scope["type"]
+        if kind not in ("lifespan", "http", "websocket"):
+            raise error
+        if not self._config_error_logged:
+            self._config_error_logged = True
+            logger.error("mcp-plugin-mw: %s", error)
+        if kind == "lifespan":
+            if (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": f"mcp-plugin-mw: {error}"})
+            return
+        status, headers, body = problem(500, "the plugin configuration is invalid; the server's log says why")
+        if kind == "http":
+            await _send_reply(send, Reply(status, headers, body))
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return  # the client went away
+        if "websocket.http.response" in scope.get("extensions", {}):
+            start = {"type": "websocket.http.response.start", "status": status, "headers": _encode_headers(headers)}
+            await send(start)
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1011})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        manager = self.manager
+        manager = self._manager
         first = await receive()
         if first["type"] == "lifespan.startup":
             try:
@@ -302,6 +381,25 @@ class _Responder:
             await self._stream(body, False)
         else:
             await self._buffer(body, False, pathsend=message)
+
+
+def _built_by_starlette() -> bool:
+    """Whether Starlette is building its middleware stack further up the call stack.
+
+    That is ``Starlette.build_middleware_stack`` (FastAPI's override too), on
+    the app's first call: ``add_middleware`` middleware is built there.
+    """
+    applications = sys.modules.get("starlette.applications")
+    if applications is None:
+        return False  # no Starlette app was ever imported
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "build_middleware_stack" and isinstance(
+            frame.f_locals.get("self"), applications.Starlette
+        ):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _body_headers(raw: Any) -> tuple[list[str], str | None]:

@@ -7,11 +7,19 @@ start before the app's own startup and before any request, and stop after
 the app's shutdown; a plugin that cannot start makes uvicorn exit non-zero,
 naming the plugin and why. Without lifespan, plugins start lazily, and
 ``WSGIPluginMiddleware`` starts them when it is built.
+
+A bad configuration given to Starlette's (or FastAPI's) ``add_middleware``
+(``tests/bad_config_app.py``) fails the lifespan startup, so uvicorn exits
+non-zero even with its default ``--lifespan auto``; without lifespan every
+request gets a 500 problem; built directly, the middleware raises at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +29,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
 import mcp_plugin_mw as mw
+from tests import bad_config_app
 from tests.redis_fixture import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,38 +120,23 @@ def test_wsgi_middleware_starts_its_plugins_when_built() -> None:
 # --------------------------------------------------------------------------
 # A bad configuration under Starlette's add_middleware (what README.rst says to do)
 # --------------------------------------------------------------------------
+# Starlette builds add_middleware middleware on the app's first call, the
+# lifespan startup: the middleware keeps the ConfigError and fails the
+# startup with it, or, without lifespan, answers every request with a 500.
 
-BAD_APP = """\
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-
-import mcp_plugin_mw as mw
-
-BAD = {"plugins": [{"name": "shout", "kind": "tests.sample_plugins.Upper", "flow": "backwards"}]}
+PROBLEM = bad_config_app.PROBLEM
+REFUSED = "the plugin configuration is invalid; the server's log says why"
 
 
-async def hello(request):
-    return PlainTextResponse("hello")
-
-
-app = Starlette(routes=[Route("/", hello)])
-if EAGER:
-    app.add_middleware(mw.PluginMiddleware, manager=mw.PluginManager(BAD))
-else:
-    app.add_middleware(mw.PluginMiddleware, config=BAD)
-"""
-
-PROBLEM = "plugins[0].flow: Input should be 'request', 'response' or 'both'"
-
-
-def bad_app(tmp_path: Path, *options: str, eager: bool) -> subprocess.Popen[str]:
-    (tmp_path / "bad_config_app.py").write_text(f"EAGER = {eager}\n" + BAD_APP, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    command = [sys.executable, "-m", "uvicorn", "bad_config_app:app", "--host", "127.0.0.1", "--port", str(free_port())]
-    return subprocess.Popen(
-        [*command, *options], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+def bad_app(*options: str, framework: str = "starlette", how: str = "lazy") -> tuple[subprocess.Popen[str], int]:
+    """uvicorn serving ``tests/bad_config_app.py``, and its port."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BAD_CONFIG_FRAMEWORK": framework, "BAD_CONFIG": how}
+    command = [sys.executable, "-m", "uvicorn", "tests.bad_config_app:app", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    return server, port
 
 
 def _exit_output(server: subprocess.Popen[str]) -> str:
@@ -152,40 +147,146 @@ def _exit_output(server: subprocess.Popen[str]) -> str:
             server.kill()
 
 
-def test_a_bad_config_with_lifespan_on_stops_uvicorn(tmp_path: Path) -> None:
-    server = bad_app(tmp_path, "--lifespan", "on", eager=False)
+def _first_answer(server: subprocess.Popen[str], port: int) -> httpx.Response:
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, server.communicate()[0]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+
+def _stop(server: subprocess.Popen[str]) -> str:
+    server.send_signal(signal.SIGINT)
+    try:
+        return server.communicate(timeout=30)[0]
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+def test_a_bad_add_middleware_config_stops_uvicorn_with_the_default_lifespan(framework: str) -> None:
+    server, _ = bad_app(framework=framework)
+    output = _exit_output(server)
+    assert server.returncode != 0, output
+    assert PROBLEM in output
+    assert "Application startup failed" in output
+    assert "appears unsupported" not in output
+
+
+def test_a_bad_config_with_lifespan_on_stops_uvicorn() -> None:
+    server, _ = bad_app("--lifespan", "on")
     output = _exit_output(server)
     assert server.returncode != 0, output
     assert PROBLEM in output
     assert "Application startup failed" in output
 
 
-def test_a_manager_built_at_import_stops_uvicorn_with_the_default_lifespan(tmp_path: Path) -> None:
-    server = bad_app(tmp_path, eager=True)
+def test_a_manager_built_at_import_stops_uvicorn_with_the_default_lifespan() -> None:
+    server, _ = bad_app(how="eager")
     output = _exit_output(server)
     assert server.returncode != 0, output
     assert PROBLEM in output
 
 
-def test_lifespan_auto_serves_a_bad_add_middleware_config(tmp_path: Path) -> None:
-    # Why README.rst says the two above: Starlette builds the middleware on the
-    # first call (the lifespan), and uvicorn's --lifespan auto takes its
-    # exception for "lifespan unsupported" and serves, every request a 500.
-    server = bad_app(tmp_path, eager=False)
-    port = int(server.args[server.args.index("--port") + 1])
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+def test_a_bad_add_middleware_config_without_lifespan_fails_closed(framework: str) -> None:
+    server, port = bad_app("--lifespan", "off", framework=framework)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.05)
-        assert answer.status_code == 500
+        answers = [_first_answer(server, port), httpx.get(f"http://127.0.0.1:{port}/", timeout=10)]
     finally:
-        server.send_signal(signal.SIGINT)
-        output = server.communicate(timeout=30)[0]
-    assert "ASGI 'lifespan' protocol appears unsupported." in output
-    assert PROBLEM in output  # in the traceback of the request, not at startup
+        output = _stop(server)
+    for answer in answers:
+        assert answer.status_code == 500
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["detail"] == REFUSED
+        assert "hello" not in answer.text
+        assert "Traceback" not in answer.text
+    assert output.count(PROBLEM) == 1, output  # logged once, not per request
+    assert "Traceback" not in output
+
+
+def test_a_good_add_middleware_config_starts_with_the_default_lifespan() -> None:
+    server, port = bad_app(framework="fastapi", how="good")
+    try:
+        answer = _first_answer(server, port)
+    finally:
+        output = _stop(server)
+    assert answer.status_code == 200, answer.text
+    assert answer.text == "hello"
+    assert server.returncode == 0, output
+    assert "Application startup complete" in output
+
+
+# In process: which construction raises, and what the kept error answers.
+
+
+def test_built_directly_a_bad_config_raises_at_once() -> None:
+    inner = bad_config_app.build("starlette", "good")
+    with pytest.raises(mw.ConfigError, match=re.escape(PROBLEM)):
+        mw.PluginMiddleware(inner, config=bad_config_app.BAD)
+
+    async def in_a_loop() -> None:
+        with pytest.raises(mw.ConfigError, match=re.escape(PROBLEM)):
+            mw.PluginMiddleware(inner, config=bad_config_app.BAD)
+
+    asyncio.run(in_a_loop())
+
+
+def _lifespan_messages(app: Any) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    return sent
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+def test_under_add_middleware_the_error_fails_the_lifespan_startup(framework: str) -> None:
+    app = bad_config_app.build(framework, "lazy")
+    [failed] = _lifespan_messages(app)
+    assert failed["type"] == "lifespan.startup.failed"
+    assert PROBLEM in failed["message"]
+    built = app.middleware_stack
+    while not isinstance(built, mw.PluginMiddleware):
+        built = built.app
+    with pytest.raises(mw.ConfigError, match=re.escape(PROBLEM)):
+        built.manager  # noqa: B018
+
+    [failed] = _lifespan_messages(bad_config_app.build(framework, "broken"))
+    assert failed["type"] == "lifespan.startup.failed"
+    assert "cannot import module 'tests.no_such_module'" in failed["message"]
+
+
+def test_under_add_middleware_requests_and_websockets_get_the_problem(caplog: pytest.LogCaptureFixture) -> None:
+    app = bad_config_app.build("starlette", "lazy")
+    client = TestClient(app, raise_server_exceptions=True)  # no lifespan: not used as a context manager
+    with caplog.at_level(logging.ERROR, logger="mcp_plugin_mw.asgi"):
+        for _ in range(2):
+            answer = client.get("/")
+            assert answer.status_code == 500
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["detail"] == REFUSED
+        with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect("/"):
+            pass
+    assert denied.value.status_code == 500
+    assert denied.value.json()["detail"] == REFUSED
+    assert [record.getMessage().count(PROBLEM) for record in caplog.records] == [1]
+
+
+def test_under_add_middleware_other_errors_still_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> mw.PluginManager:
+        raise RuntimeError("not a configuration problem")
+
+    monkeypatch.setattr(mw.asgi, "PluginManager", broken)
+    app = bad_config_app.build("starlette", "good")
+    with pytest.raises(RuntimeError, match="not a configuration problem"):
+        _lifespan_messages(app)
