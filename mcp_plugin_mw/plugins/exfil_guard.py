@@ -145,7 +145,7 @@ _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 # bytes.find of "a" * min_length, a C substring search, where a regular
 # expression would retry a character class from every letter of every word.
 _RUN_TABLE = bytes(ord("a") if byte in _BASE64_ALPHABET else ord(" ") for byte in range(256))
-_HEX_CHARS = frozenset("0123456789abcdefABCDEF")
+_HEX_DIGITS = "0123456789abcdefABCDEF"
 _URLSAFE = str.maketrans("-_", "+/")
 # A URL component (no / ? & = #) with at least one %XX.
 _PERCENT_RUN = re.compile(r"[A-Za-z0-9._~+!*'()$,;:@%-]*%[0-9A-Fa-f]{2}[A-Za-z0-9._~+!*'()$,;:@%-]*")
@@ -174,6 +174,9 @@ _MAGIC = (
 """File formats whose base64 is ordinary content, not a leak (images, media, documents, fonts, DER)."""
 
 
+_LINE_BREAKS = str.maketrans("\n\r\t", "   ")
+
+
 def _as_text(data: bytes) -> str | None:
     """``data`` as text when it is UTF-8 and mostly printable, else None."""
     try:
@@ -182,7 +185,10 @@ def _as_text(data: bytes) -> str | None:
         return None
     if not text:
         return None
-    printable = sum(1 for char in text if char.isprintable() or char in "\n\r\t")
+    # str.isprintable runs in C; the count is only for text with a few controls.
+    if text.isprintable() or text.translate(_LINE_BREAKS).isprintable():
+        return text
+    printable = sum(map(str.isprintable, text.translate(_LINE_BREAKS)))
     return text if printable >= 0.9 * len(text) else None
 
 
@@ -289,7 +295,7 @@ class Finder:
             return []
         candidates: list[tuple[str, bytes]] = []
         bare = blob.rstrip("=")
-        if encodings.hex and len(bare) % 2 == 0 and all(char in _HEX_CHARS for char in bare):
+        if encodings.hex and len(bare) % 2 == 0 and not bare.strip(_HEX_DIGITS):
             candidates.append(("hex", bytes.fromhex(bare[: 2 * self.limit])))
         else:
             urlsafe = "-" in bare or "_" in bare

@@ -1636,6 +1636,9 @@ def _blob_around(text: str, start: int, end: int, alphabet: frozenset[str], limi
     return low, high
 
 
+_LINE_BREAKS = str.maketrans("\n\r\t", "   ")
+
+
 def _as_text(data: bytes) -> str | None:
     """``data`` as text when it is UTF-8 and mostly printable, else None."""
     try:
@@ -1644,7 +1647,10 @@ def _as_text(data: bytes) -> str | None:
         return None
     if not text:
         return None
-    printable = sum(1 for char in text if char.isprintable() or char in "\n\r\t")
+    # str.isprintable runs in C; the count is only for text with a few controls.
+    if text.isprintable() or text.translate(_LINE_BREAKS).isprintable():
+        return text
+    printable = sum(map(str.isprintable, text.translate(_LINE_BREAKS)))
     return text if printable >= 0.9 * len(text) else None
 
 
