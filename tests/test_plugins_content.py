@@ -677,3 +677,19 @@ async def test_manager_async_http_hook() -> None:
         assert result.violation is not None
         assert result.violation.code == "PII_DETECTED"
         assert result.violation.details["types"] == ["SSN"]
+
+
+_PII_ALPHABET = st.sampled_from(list("0123456789 .-+()@:/x_aZAB#\n") + ["GB82 WEST 1234 5698 7654 32", "(415) 555-2671"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PII_ALPHABET, max_size=60).map("".join))
+def test_pii_ascii_and_unicode_scans_agree(text: str) -> None:
+    """ASCII text takes the lead-by-lead scan, other text one regex: both find the same spans."""
+    from mcp_plugin_mw.plugins.pii import Detector
+
+    detector = Detector()
+    ascii_spans = detector.find(text)
+    # A non-ASCII character after a space changes no span but the path taken.
+    unicode_spans = detector.find(text + " \u00e9")
+    assert ascii_spans == unicode_spans
