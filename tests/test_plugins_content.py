@@ -380,13 +380,13 @@ def _jwt(header: dict[str, Any]) -> str:
 
 
 SECRETS_SAMPLES = [
-    ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+    ("AWS_ACCESS_KEY_ID", "AKIA2E0A8F3B244C9986"),
     ("AWS_ACCESS_KEY_ID", "ASIAY34FZKBOKMUTVV7A"),
     ("GITHUB_TOKEN", "ghp_" + "A1b2C3d4E5" * 3 + "F6g7H8"),
     ("GITHUB_TOKEN", "github_pat_11ABCDEFG0123456789_" + "abcdefghij" * 5),
     ("SLACK_TOKEN", "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
     ("SLACK_TOKEN", "xapp-1-A012345678-1234567890-abcdef0123456789"),
-    ("SLACK_WEBHOOK", "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"),
+    ("SLACK_WEBHOOK", "https://hooks.slack.com/services/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"),
     ("STRIPE_KEY", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"),
     ("STRIPE_KEY", "rk_live_" + "51H7xYZabcdefghij0123"),
     ("STRIPE_KEY", "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc"),
@@ -403,11 +403,11 @@ class TestSecrets:
         assert plugin.filter_text(f"use {secret} now", {}) == f"use [REDACTED:{kind}] now"
 
     def test_labelled_aws_secret_keeps_the_label(self) -> None:
-        text = 'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"'
+        text = 'aws_secret_access_key = "q8Vd2kLx0Zp7RtN3bW5yHc1Mf9Gj4Ks6Ue8Ao2Ti"'
         assert make(SecretsDetectionPlugin).filter_text(text, {}) == (
             'aws_secret_access_key = "[REDACTED:AWS_SECRET_ACCESS_KEY]"'
         )
-        assert find_secrets("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY alone") == []
+        assert find_secrets("q8Vd2kLx0Zp7RtN3bW5yHc1Mf9Gj4Ks6Ue8Ao2Ti alone") == []
 
     @pytest.mark.parametrize(
         "text",
@@ -417,7 +417,7 @@ class TestSecrets:
             "eyJub3RhbGciOjF9.eyJzdWIiOiIxIn0.signature_here",  # header has no alg
             "eyJhbGciOi.not.base64json",
             "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
-            "XAKIAIOSFODNN7EXAMPLE",
+            "XAKIA2E0A8F3B244C9986",
             "the word skeleton_key and taskbar",
         ],
     )
@@ -430,7 +430,7 @@ class TestSecrets:
 
     def test_block(self) -> None:
         plugin = make(SecretsDetectionPlugin, action="block")
-        args = {"a": "token ghp_" + "x1" * 18, "b": ["AKIAIOSFODNN7EXAMPLE"]}
+        args = {"a": "token ghp_" + "x1" * 18, "b": ["AKIA2E0A8F3B244C9986"]}
         result = plugin.tool_pre_invoke(ToolPreInvokePayload(name="t", args=args), ctx())
         assert result is not None
         assert result.violation is not None
@@ -639,7 +639,7 @@ def test_manager_chains_content_plugins() -> None:
     }
     with PluginManager(config) as manager:
         assert all(plugin.plugin_config.category is Category.CONTENT for plugin in manager.plugins)
-        payload = ToolPreInvokePayload(name="t", args={"q": "crap, call 415-555-0100 with AKIAIOSFODNN7EXAMPLE"})
+        payload = ToolPreInvokePayload(name="t", args={"q": "crap, call 415-555-0100 with AKIA2E0A8F3B244C9986"})
         result = manager.invoke_sync("tool_pre_invoke", payload, GlobalContext(request_id="1"))
         assert result.continue_processing
         assert result.modified_payload.args == {"q": "crud, call ***-***-0100 with [REDACTED:AWS_ACCESS_KEY_ID]"}

@@ -283,7 +283,7 @@ async def test_http_hook_block_on_an_mcp_call_is_a_jsonrpc_error() -> None:
 # secrets_detection
 # --------------------------------------------------------------------------
 
-AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+AWS_KEY = "AKIA2E0A8F3B244C9986"
 GITHUB_TOKEN = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2  # 40 characters after the prefix
 
 

@@ -22,7 +22,7 @@ from mcp_plugin_mw.plugins.secrets import SecretsDetectionPlugin
 
 EMAIL = "bob@example.com"
 MASKED = "[REDACTED:EMAIL]"
-AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+AWS_KEY = "AKIA2E0A8F3B244C9986"
 
 
 def manager(kind: str, **config: Any) -> mw.PluginManager:
