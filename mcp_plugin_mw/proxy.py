@@ -230,7 +230,10 @@ class UpstreamProxy:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         pool = self.pool()
         headers = self._request_headers(scope)
-        body = _Body(receive, await receive())
+        first = await receive()
+        while first["type"] == "http.request" and first.get("more_body", False) and not first.get("body"):
+            first = await receive()  # empty messages say nothing: a body that ends with them is empty
+        body = _Body(receive, first)
         method: str = scope["method"]
         target = self._target(scope)
         # A body in one message goes as bytes, with its length: a GET gets no framing.
@@ -250,19 +253,35 @@ class UpstreamProxy:
             response.aclose()
 
     async def _relay(self, response: _Response, body: _Body, receive: Receive, send: Send) -> None:
-        """Send the upstream's response as it arrives; stop when the client goes away."""
-        relay = asyncio.ensure_future(self._stream(response, body, send))
+        """Send the upstream's response as it arrives; stop when the client goes away.
+
+        The response is relayed in this task; a watcher reading ``receive``
+        cancels it when the client disconnects (one task per request, not two).
+        """
+        task = asyncio.current_task()
+        assert task is not None
         watch = asyncio.ensure_future(_disconnected(receive))
-        try:
-            await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (relay, watch):
+        relaying, gone = True, False
+
+        def hang_up(watched: asyncio.Future[None]) -> None:
+            nonlocal gone
+            if relaying and not watched.cancelled() and watched.exception() is None:
+                gone = True
                 task.cancel()
-            for task in (relay, watch):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if relay.done() and not relay.cancelled():
-            relay.result()  # re-raise what is not the upstream's failure
+
+        watch.add_done_callback(hang_up)
+        try:
+            await self._stream(response, body, send)
+        except asyncio.CancelledError:
+            # Ours (the client went away) is swallowed; anyone else's goes on.
+            if not gone or task.uncancel() > 0:
+                raise
+        finally:
+            relaying = False
+            watch.cancel()
+            error = watch.exception() if watch.done() and not watch.cancelled() else None  # retrieved either way
+        if error is not None:
+            raise error  # the client's receive failed
 
     async def _stream(self, response: _Response, body: _Body, send: Send) -> None:
         headers = _response_headers(response.headers)
@@ -306,27 +325,39 @@ class UpstreamProxy:
         return target
 
     def _request_headers(self, scope: Scope) -> RawHeaders:
-        raw: RawHeaders = scope["headers"]
-        dropped = _connection_tokens(raw) | _HOP_BY_HOP
-        if self.forwarded_headers:
-            dropped |= set(_FORWARDED)
-        headers = [
-            (name, value)
-            for name, value in ((name.lower(), value) for name, value in raw)
-            if name not in dropped and not name.startswith(b"proxy-")
-        ]
+        """The client's headers less the hop-by-hop ones, with ``X-Forwarded-*`` appended to (one pass)."""
+        headers: RawHeaders = []
+        forwarded: dict[bytes, list[bytes]] | None = {} if self.forwarded_headers else None
+        host: bytes | None = None
+        tokens: set[bytes] = set()
+        for name, value in scope["headers"]:
+            name = name.lower()
+            if name in _HOP_BY_HOP:
+                if name == b"host" and host is None:
+                    host = value
+                elif name == b"connection":
+                    tokens.update(token.strip().lower() for token in value.split(b","))
+            elif name.startswith(b"proxy-"):
+                pass
+            elif forwarded is not None and name in _FORWARDED:
+                forwarded.setdefault(name, []).append(value)
+            else:
+                headers.append((name, value))
+        if tokens:
+            # The headers ``Connection`` names are hop-by-hop too (RFC 9110 §7.6.1).
+            headers = [(name, value) for name, value in headers if name not in tokens]
         headers.append((b"accept-encoding", b"identity"))
-        if self.forwarded_headers:
+        if forwarded is not None:
             client = scope.get("client")
-            host = next((value for name, value in raw if name.lower() == b"host"), None)
-            added: list[bytes | None] = [
+            added: tuple[bytes | None, ...] = (
                 client[0].encode("latin-1") if client else None,
                 scope.get("scheme", "http").encode("latin-1"),
                 host,
-            ]
+            )
             for name, value in zip(_FORWARDED, added, strict=True):
-                earlier = [v for n, v in raw if n.lower() == name]
-                values = earlier + ([value] if value is not None else [])
+                values = forwarded.get(name, [])
+                if value is not None:
+                    values.append(value)
                 if values:
                     headers.append((name, b", ".join(values)))
         return headers
@@ -647,7 +678,9 @@ class _Pool:
                     writer.write(head + body)
                 else:
                     writer.writelines((head, body))
-                await self._timed(writer.drain(), timeout, "sending the request")
+                if writer.transport.is_closing() or writer.transport.get_write_buffer_size():
+                    # Not all written at once: wait for it (and see any error).
+                    await self._timed(writer.drain(), timeout, "sending the request")
             else:
                 writer.write(head)
                 await self._send_stream(connection, head, body)
@@ -704,7 +737,10 @@ class _Response:
         timeout = pool.options.read_timeout
         while True:
             try:
-                block = await pool._timed(reader.readuntil(b"\r\n\r\n"), timeout, "waiting for the response")
+                if timeout is None:
+                    block = await reader.readuntil(b"\r\n\r\n")
+                else:
+                    block = await pool._timed(reader.readuntil(b"\r\n\r\n"), timeout, "waiting for the response")
             except asyncio.IncompleteReadError as error:
                 if not error.partial:
                     raise _Stale(written=True, error=error) from error
@@ -799,7 +835,10 @@ class _Response:
         timed = self.pool._timed
         timeout = self.pool.options.read_timeout
         if self.mode == _BODY_LENGTH:
-            data = await timed(reader.read(min(self.remaining, _READ)), timeout, "reading the response")
+            if timeout is None:
+                data = await reader.read(min(self.remaining, _READ))
+            else:
+                data = await timed(reader.read(min(self.remaining, _READ)), timeout, "reading the response")
             if not data:
                 raise UpstreamError("the upstream closed the connection in the middle of the response")
             self.remaining -= len(data)

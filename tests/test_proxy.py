@@ -37,6 +37,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context, MCPServer
 
 import mcp_plugin_mw as mw
+from mcp_plugin_mw.proxy import UpstreamProxy
 from tests.fail_closed_support import free_socket, uvicorn_on
 from tests.test_conformance import cache_root, install, run, unavailable
 
@@ -638,3 +639,256 @@ async def test_node_reference_server_behind_proxy(everything_server: Path) -> No
                 await client.call_tool("echo", {"message": "forbidden"})
             assert blocked.value.error.code == -32602
             assert texts(await client.call_tool("echo", {"message": "still here"})) == ["Echo: still here"]
+
+
+# --------------------------------------------------------------------------
+# The upstream client: framing, keep-alive, stale connections
+# --------------------------------------------------------------------------
+
+
+class RawUpstream:
+    """A scripted HTTP/1.1 server on 127.0.0.1: ``answer(request_index, head, body)`` gives the raw reply.
+
+    The reply ``None`` closes the connection without answering. Every request
+    is recorded as ``(connection_number, head, body)``.
+    """
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.requests: list[tuple[int, bytes, bytes]] = []
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self.handlers: list[asyncio.Task[None]] = []
+        self.closed = asyncio.Event()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/mcp"
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self.server is not None
+        self.server.close()
+        for handler in self.handlers:
+            handler.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.append(task)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._answer(reader, writer)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                lowered = head.lower()
+                if b"transfer-encoding: chunked" in lowered:
+                    body = b""
+                    while True:
+                        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                        chunk = await reader.readexactly(size + 2)
+                        if size == 0:
+                            break
+                        body += chunk[:-2]
+                elif b"content-length:" in lowered:
+                    length = int(lowered.split(b"content-length:")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(length)
+                else:
+                    body = b""
+                self.requests.append((number, head, body))
+                reply = self.answer(len(self.requests) - 1, head, body)
+                if reply is None:
+                    return
+                writer.write(reply)
+                await writer.drain()
+                if b"connection: close" in reply.lower().split(b"\r\n\r\n")[0]:
+                    return
+        finally:
+            self.closed.set()
+            writer.close()
+
+
+def ok(body: bytes = b'{"ok":true}', *extra: bytes) -> bytes:
+    headers = b"".join(line + b"\r\n" for line in extra)
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%b\r\n%b" % (
+        len(body),
+        headers,
+        body,
+    )
+
+
+def in_process(upstream: str, **options: Any) -> httpx.AsyncClient:
+    app = mw.proxy_app(upstream, config={"plugins": []}, **options)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy", timeout=BOUND)
+
+
+async def test_keep_alive_one_write_and_content_length() -> None:
+    raw = RawUpstream(lambda index, head, body: ok(b'{"n":%d}' % index))
+    async with raw as upstream, in_process(upstream) as http:
+        for index in range(5):
+            answer = await http.post("/mcp", content=b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+            assert answer.json() == {"n": index}
+    # One connection for all five, each body with its own length, no chunking.
+    assert raw.connections == 1
+    for _, head, body in raw.requests:
+        assert head.startswith(b"POST /mcp HTTP/1.1\r\n")
+        assert b"content-length: %d\r\n" % len(body) in head
+        assert b"transfer-encoding" not in head.lower()
+        assert b"connection: keep-alive\r\n" in head
+
+
+async def test_streamed_request_bodies() -> None:
+    raw = RawUpstream(lambda index, head, body: ok(b'{"got":%d}' % len(body)))
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in (b"one ", b"two ", b"three"):
+            yield piece
+
+    async with raw as upstream, in_process(upstream) as http:
+        answer = await http.post("/mcp", content=pieces(), headers={"content-type": "text/plain"})
+        assert answer.json() == {"got": 13}
+        answer = await http.post(
+            "/mcp", content=pieces(), headers={"content-type": "text/plain", "content-length": "13"}
+        )
+        assert answer.json() == {"got": 13}
+        answer = await http.get("/mcp")
+        assert answer.status_code == 200
+    (_, chunked, first), (_, declared, second), (_, get, _) = raw.requests
+    assert b"transfer-encoding: chunked\r\n" in chunked
+    assert first == b"one two three"
+    assert b"content-length: 13\r\n" in declared
+    assert b"transfer-encoding" not in declared
+    assert second == first
+    assert b"content-length" not in get.lower()
+    assert b"transfer-encoding" not in get.lower()
+
+
+async def test_response_framings_relayed() -> None:
+    replies = [
+        # Chunked, with an extension and a trailer.
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+        # An interim 103 before the answer.
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + ok(b"after hints"),
+        # No body for a 204.
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        # Until the connection closes (HTTP/1.0, no length).
+        b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nto the end",
+    ]
+    raw = RawUpstream(lambda index, head, body: replies[index])
+    async with raw as upstream, in_process(upstream) as http:
+        answer = await http.get("/mcp")
+        assert (answer.status_code, answer.text) == (200, "hello world")
+        assert "transfer-encoding" not in answer.headers
+        answer = await http.get("/mcp")
+        assert (answer.status_code, answer.text) == (200, "after hints")
+        answer = await http.get("/mcp")
+        assert (answer.status_code, answer.content) == (204, b"")
+        answer = await http.get("/mcp")
+        assert (answer.status_code, answer.text) == (200, "to the end")
+    # Kept alive through the first three; the close-delimited one ended its connection.
+    assert [number for number, _, _ in raw.requests] == [1, 1, 1, 1]
+
+
+async def test_idle_connection_closed_by_the_upstream() -> None:
+    def answer_then_hang_up(index: int, head: bytes, body: bytes) -> bytes | None:
+        # Connection 1 answers once, then reads the next request and closes unanswered.
+        return None if index == 1 else ok(b"%d" % index)
+
+    raw = RawUpstream(answer_then_hang_up)
+    async with raw as upstream, in_process(upstream) as http:
+        assert (await http.get("/mcp")).text == "0"
+        # A GET found its reused connection closed before any answer: sent again on a new one.
+        answer = await http.get("/mcp")
+        assert (answer.status_code, answer.text) == (200, "2")
+    assert [number for number, _, _ in raw.requests] == [1, 1, 2]
+    raw = RawUpstream(answer_then_hang_up)
+    async with raw as upstream, in_process(upstream) as http:
+        assert (await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})).status_code == 200
+        # A POST may have been acted on: not sent twice, answered with the JSON-RPC error.
+        answer = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        assert answer.status_code == 502
+        assert answer.json()["id"] == 2
+    assert len(raw.requests) == 2
+
+
+async def test_bad_upstream_responses_and_headers() -> None:
+    replies = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+        b"SPDY/3 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\ntoo short",
+    ]
+    raw = RawUpstream(lambda index, head, body: replies[index])
+    async with raw as upstream, in_process(upstream) as http:
+        assert (await http.get("/mcp")).status_code == 502
+        assert (await http.get("/mcp")).status_code == 502
+        # The status went out before the body broke: the body ends early.
+        answer = await http.get("/mcp")
+        assert answer.status_code == 200
+        assert answer.content == b"too short"
+    # A header value no HTTP/1.1 request can carry is refused, not sent.
+    proxy = UpstreamProxy(upstream)
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "headers": [(b"x-evil", b"a\r\nx-injected: 1")],
+    }
+    await proxy(scope, receive, send)
+    await proxy.aclose()
+    assert sent[0]["status"] == 502
+
+
+async def test_max_connections_queue() -> None:
+    gate = asyncio.Event()
+
+    class Slow:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return
+            await gate.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    with uvicorn_on(Slow()) as port:
+        async with in_process(f"http://127.0.0.1:{port}/mcp", max_connections=1) as http:
+            calls = [asyncio.ensure_future(http.get("/mcp")) for _ in range(3)]
+            await asyncio.sleep(0.2)
+            gate.set()
+            answers = await asyncio.wait_for(asyncio.gather(*calls), BOUND)
+    assert [answer.text for answer in answers] == ["ok", "ok", "ok"]
+
+
+async def test_client_gone_closes_the_upstream_stream() -> None:
+    event = b"event: message\r\ndata: {}\r\n\r\n"
+    stream = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    # The first event, then the stream is held open.
+    raw = RawUpstream(lambda index, head, body: stream + b"%x\r\n%b\r\n" % (len(event), event))
+    async with raw as upstream:
+        with proxied(upstream, config={"plugins": []}) as url:
+            async with httpx.AsyncClient(timeout=BOUND) as http, http.stream("GET", url) as answer:
+                assert answer.headers["content-type"] == "text/event-stream"
+                async for chunk in answer.aiter_raw():
+                    assert b"data: {}" in chunk
+                    break
+            # The client went away: the proxy closed its upstream connection.
+            await asyncio.wait_for(raw.closed.wait(), BOUND)
+    assert raw.connections == 1
