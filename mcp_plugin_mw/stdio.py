@@ -126,19 +126,25 @@ class StdioRelay:
         self.outstanding: dict[Any, tuple[str, jsonrpc.PendingCall | None]] = {}
         # The revision initialize agreed on: what MCP-Protocol-Version says over HTTP.
         self.protocol: str | None = None
+        self._headers: list[tuple[str, str]] = list(_JSON_HEADERS)
+        # The answer of _active for the set it was worked out from (the set changes only with the plugins).
+        self._active_for: tuple[frozenset[HookType] | None, frozenset[HookType] | None] = (None, None)
 
     def _active(self) -> frozenset[HookType] | None:
         """The hooks that see stdio messages, or None when none of them has a plugin."""
         active = self.manager.active_hooks
+        known, answer = self._active_for
+        if active is known:
+            return answer
         if not Exchange.wants(self.manager) or active.isdisjoint(jsonrpc.RPC_HOOK_TYPES):
-            return None
-        return active - HTTP_HOOK_TYPES
+            answer = None
+        else:
+            answer = active - HTTP_HOOK_TYPES
+        self._active_for = (active, answer)
+        return answer
 
     def _sides(self, active: frozenset[HookType], calls: Calls) -> RequestSide:
-        headers = list(_JSON_HEADERS)
-        if self.protocol is not None:
-            headers.append(("mcp-protocol-version", self.protocol))
-        request = Request(method="POST", path="/", query_string="", headers=headers)
+        request = Request(method="POST", path="/", query_string="", headers=list(self._headers))
         context = GlobalContext(request_id=os.urandom(16).hex(), content_type="application/json")
         context.metadata["transport"] = "stdio"
         return RequestSide(self.manager.settings, active, request, context, calls)
@@ -268,6 +274,7 @@ class StdioRelay:
         version = result.get("protocolVersion") if isinstance(result, dict) else None
         if isinstance(version, str):
             self.protocol = version
+            self._headers = [*_JSON_HEADERS, ("mcp-protocol-version", version)]
 
     def server_line_too_long(self, prefix: bytes) -> Lines:
         """What replaces a line of the child's over the limit: an error for the call it answers, if known."""
@@ -343,6 +350,10 @@ async def _lines(read: Callable[[], Awaitable[bytes]], limit: int) -> AsyncItera
             if buffer and not discarding:
                 yield bytes(buffer)
             return
+        if not buffer and not discarding and len(chunk) <= limit + 1 and chunk.find(b"\n") == len(chunk) - 1:
+            # The common case: one whole line in the chunk, passed without a copy into the buffer.
+            yield chunk[:-2] if chunk.endswith(b"\r\n") else chunk[:-1]
+            continue
         start = 0
         while True:
             end = chunk.find(b"\n", start)
@@ -392,7 +403,9 @@ class _Output:
                 view = view[os.write(self.fd, view) :]
             return
         self.writer.write(data)
-        await self.writer.drain()
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() or transport.is_closing():
+            await self.writer.drain()  # the pipe is full, or gone: wait, or raise
 
     async def aclose(self) -> None:
         if self.writer is not None:
@@ -448,8 +461,9 @@ async def _relay(command: Sequence[str], relay: StdioRelay) -> int:
     async def to_child(lines: list[bytes]) -> None:
         if lines and not child_in.is_closing():
             child_in.write(b"".join(line + b"\n" for line in lines))
-            with contextlib.suppress(ConnectionError):
-                await child_in.drain()
+            if child_in.transport.get_write_buffer_size() or child_in.transport.is_closing():
+                with contextlib.suppress(ConnectionError):
+                    await child_in.drain()
 
     async def pump_client() -> None:
         try:

@@ -305,6 +305,46 @@ async def test_overlong_line_read_in_bounded_memory() -> None:
     assert peak < 4 * limit
 
 
+async def test_lines_one_per_chunk_and_split_across_chunks() -> None:
+    limit = 10
+    chunks = [
+        b'{"a":1}\n',  # one whole line: the fast path
+        b'{"b":2}\r\n',  # CRLF
+        b"x" * 10 + b"\n",  # exactly the limit
+        b"y" * 11 + b"\n",  # one over
+        b'{"c"',  # split across chunks
+        b':3}\n{"d":4}\n',
+        b"\n",  # an empty line
+        b'{"e":5}',  # no newline before the end
+    ]
+
+    async def read() -> bytes:
+        return chunks.pop(0) if chunks else b""
+
+    got = [line async for line in _lines(read, limit)]
+    assert got[:3] == [b'{"a":1}', b'{"b":2}', b"x" * 10]
+    assert isinstance(got[3], _TooLong)
+    assert got[3].prefix == b"y" * 11
+    assert got[4:] == [b'{"c":3}', b'{"d":4}', b"", b'{"e":5}']
+
+
+async def test_agreed_protocol_version_reaches_the_hooks() -> None:
+    from mcp_plugin_mw.mapping.state import Calls
+
+    wrapper = relay({"plugins": [{"name": "banned", "kind": "deny_list", "config": {"terms": ["forbidden"]}}]})
+    active = wrapper._active()
+    assert active is not None
+    assert wrapper._active() is active  # worked out once for the plugins' set
+    assert dict(wrapper._sides(active, Calls()).request.headers).get("mcp-protocol-version") is None
+    initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}
+    assert (await wrapper.from_client(json.dumps(initialize).encode()))[0]
+    answer = {"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-11-25"}}
+    assert (await wrapper.from_server(json.dumps(answer).encode()))[1]
+    headers = dict(wrapper._sides(active, Calls()).request.headers)
+    assert headers["mcp-protocol-version"] == "2025-11-25"
+    assert headers["content-type"] == "application/json"
+
+
 def relay(config: Any) -> StdioRelay:
     return StdioRelay(mw.PluginManager(config))
 
