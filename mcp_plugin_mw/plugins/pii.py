@@ -69,6 +69,14 @@ values.
 
 ``strategy`` may also be spelled ``mask``.
 
+``engine: presidio`` (``pip install 'mcp-plugin-mw[presidio]'``) adds the
+entities of Microsoft Presidio's analyzer listed in ``presidio.entities``
+(names and places with a spaCy ``presidio.model``; national identifiers such
+as ``US_DRIVER_LICENSE`` or ``IT_FISCAL_CODE`` from its rule-based recognizers)
+to the built-in types, which the detector below still finds; they are masked
+under Presidio's names (``[REDACTED:PERSON]``). See
+:mod:`~mcp_plugin_mw.plugins._presidio`.
+
 Speed: the digit-led types (all but e-mail) are found in one pass of one
 compiled alternation with a named group per type, each candidate then
 checked by its validator; e-mail addresses are found from their ``@`` and
@@ -84,7 +92,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
@@ -94,7 +102,10 @@ from ._config import Settings, parse_config
 from ._phones import DEFAULT_REGIONS, PhoneRules, has_context, known_region, labelled_id, nanp_exchange
 from .regex_replace import compile_guarded
 
-__all__ = ["TYPES", "Detector", "PIIFilterPlugin", "PIIFilterSettings", "find_pii"]
+if TYPE_CHECKING:
+    from ._presidio import PresidioFinder
+
+__all__ = ["DEFAULT_PRESIDIO_ENTITIES", "TYPES", "Detector", "PIIFilterPlugin", "PIIFilterSettings", "find_pii"]
 
 Strategy = Literal["redact", "partial", "hash", "block"]
 
@@ -118,6 +129,41 @@ class CustomPattern(Settings):
     replacement: str | None = None
 
 
+DEFAULT_PRESIDIO_ENTITIES: tuple[str, ...] = (
+    "PERSON",
+    "LOCATION",
+    "US_DRIVER_LICENSE",
+    "US_ITIN",
+    "UK_NHS",
+    "ES_NIF",
+    "ES_NIE",
+    "IT_FISCAL_CODE",
+    "IT_DRIVER_LICENSE",
+    "MEDICAL_LICENSE",
+    "CRYPTO",
+)
+"""What ``engine: presidio`` reports by default: names and places (with a
+model), and national identifiers the built-in types do not cover whose
+recognizers can reach the default threshold (US_PASSPORT's and
+US_BANK_NUMBER's top out at 0.45 and 0.4 even with context words)."""
+
+
+class PresidioSettings(Settings):
+    """``presidio:`` of :class:`PIIFilterPlugin`, read with ``engine: presidio``."""
+
+    entities: list[str] = Field(default_factory=lambda: list(DEFAULT_PRESIDIO_ENTITIES), min_length=1)
+    """Presidio entity names to report; PERSON, LOCATION, NRP and ORGANIZATION need a ``model``."""
+    language: str = Field(default="en", min_length=1)
+    model: str | None = Field(default=None, min_length=1)
+    """An installed spaCy model (a name or a path) whose NER adds names and places; none: patterns only."""
+    score_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("entities")
+    @classmethod
+    def _upper(cls, entities: list[str]) -> list[str]:
+        return [entity.strip().upper() for entity in entities]
+
+
 class PIIFilterSettings(Settings):
     """``config:`` of :class:`PIIFilterPlugin`; ``mask`` is accepted for ``strategy``."""
 
@@ -132,6 +178,9 @@ class PIIFilterSettings(Settings):
     """Kinds of IP address not reported."""
     allow_backtracking: bool = False
     """Run ``custom_patterns`` RE2 cannot compile on Python's engine (unsafe on hostile text)."""
+    engine: Literal["builtin", "presidio"] = "builtin"
+    """``presidio`` adds Presidio's entities to the built-in types (``pip install 'mcp-plugin-mw[presidio]'``)."""
+    presidio: PresidioSettings = Field(default_factory=PresidioSettings)
 
     @field_validator("regions")
     @classmethod
@@ -704,6 +753,24 @@ def _partial(kind: str, value: str) -> str:
     return "".join(reversed(masked))
 
 
+def _presidio_finder(settings: PresidioSettings) -> PresidioFinder:
+    """The Presidio analyzer for ``settings`` (imported here: Presidio and spaCy take seconds to import)."""
+    try:
+        from ._presidio import PresidioFinder
+    except ImportError as exc:
+        problem = "presidio needs the presidio-analyzer package: pip install 'mcp-plugin-mw[presidio]'"
+        if exc.name not in ("presidio_analyzer", "spacy"):  # installed, but broken
+            problem += f" (importing it failed: {exc})"
+        raise config_error([("engine", problem)]) from None
+    return PresidioFinder(
+        settings.entities,
+        language=settings.language,
+        model=settings.model,
+        score_threshold=settings.score_threshold,
+        explicit="entities" in settings.model_fields_set,
+    )
+
+
 class PIIFilterPlugin(TextFilterPlugin):
     """Masks or blocks personal data; see the module docstring for the rules."""
 
@@ -738,6 +805,13 @@ class PIIFilterPlugin(TextFilterPlugin):
                 self._replacements[name] = custom.replacement
         if problems:
             raise config_error(problems)
+        self._presidio: PresidioFinder | None = None
+        if settings.engine == "presidio":
+            self._presidio = _presidio_finder(settings.presidio)
+        elif "presidio" in settings.model_fields_set:
+            # Without the engine the section would be ignored, and names
+            # silently let through.
+            raise config_error([("presidio", "read only with engine: presidio; set it, or remove this section")])
         self._salt = settings.hash_salt.encode()
         # Replacements that do not depend on the value, made once rather than
         # per finding (unless a subclass masks its own way).
@@ -745,15 +819,27 @@ class PIIFilterPlugin(TextFilterPlugin):
         if type(self).mask is PIIFilterPlugin.mask:
             if settings.strategy == "redact":
                 kinds = [*TYPES, *(name for name, _ in self._custom)]
+                if self._presidio is not None:
+                    kinds.extend(self._presidio.entities)
                 self._fixed = {kind: f"[REDACTED:{kind}]" for kind in kinds}
             self._fixed.update(self._replacements)
 
     def find(self, text: str) -> list[Span]:
         """Every PII span in ``text``: ``(type, start, end)``, in order, not overlapping."""
         found = self._detector.find(text)
+        merge = False
+        if self._presidio is not None:
+            # After the built-in spans: of two starting together and as long,
+            # the built-in one is kept.
+            added = self._presidio.find(text)
+            if added:
+                found.extend(added)
+                merge = True
         if self._custom:
             for name, compiled in self._custom:
                 found.extend((name, match.start(), match.end()) for match in compiled.finditer(text) if match.group())
+            merge = True
+        if merge:
             found = _disjoint(found)
         if self._allow and found:
             found = [span for span in found if text[span[1] : span[2]] not in self._allow]
