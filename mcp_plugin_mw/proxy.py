@@ -16,19 +16,14 @@ or ``mcp-plugin-mw proxy --upstream http://127.0.0.1:9000/mcp --config
 plugins.yaml --port 8000``.
 
 :func:`proxy_app` is :class:`~mcp_plugin_mw.asgi.PluginMiddleware` around
-:class:`UpstreamProxy`, a pure ASGI reverse proxy on a pool of keep-alive
-HTTP/1.1 connections to the upstream (a small asyncio client of its own: an
-``httpx.AsyncClient`` cost about ten times the CPU of the rest of the proxy
-per request). The middleware decides first (the body size limit, the
+:class:`UpstreamProxy`, a pure ASGI reverse proxy on one pooled
+``httpx.AsyncClient``. The middleware decides first (the body size limit, the
 request hooks, a block), so every hook works as it does in front of an app;
 the proxy then:
 
 * sends the request to the same path on the upstream's origin (the upstream
   URL names the server's MCP endpoint, which the proxy serves at the same
-  path): a body the client sent in one piece (any JSON-RPC message) goes with
-  its ``Content-Length`` in the same write as the headers, a body still
-  arriving is streamed as the client sends it (chunked, unless the client
-  gave its length);
+  path), with the body streamed as the client sends it;
 * drops the hop-by-hop headers (``Connection`` and the headers it names,
   ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade``,
   ``Proxy-*``) both ways and keeps every other one, the MCP headers
@@ -75,12 +70,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import ssl
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from .asgi import PluginMiddleware
 from .config import ConfigSource
@@ -89,7 +82,10 @@ from .mapping import jsonrpc
 from .mapping.http import problem
 from .mapping.sse import SSEParser, encode_event
 
-__all__ = ["UpstreamConnectError", "UpstreamError", "UpstreamProxy", "UpstreamTimeout", "app_from_environ", "proxy_app"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["UpstreamProxy", "app_from_environ", "proxy_app"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -101,6 +97,7 @@ Verify = bool | str | os.PathLike[str] | ssl.SSLContext
 Cert = str | os.PathLike[str] | tuple[str, str] | tuple[str, str, str] | None
 
 logger = logging.getLogger("mcp_plugin_mw.proxy")
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 # RFC 9110 §7.6.1: meaningful for one connection only. Host is set by the
 # client from the upstream URL; Content-Length is kept (the body is streamed
@@ -124,13 +121,10 @@ class UpstreamProxy:
 
     :param upstream: the MCP endpoint of the server, ``http(s)://host:port/path``;
         every request goes to its path on this origin.
-    :param connect_timeout: seconds to wait for a connection to the upstream
-        (TLS handshake included), and for a free one when ``max_connections``
-        are busy.
+    :param connect_timeout: seconds to wait for a connection to the upstream.
     :param read_timeout: seconds to wait for each read from the upstream
-        (headers or the next bytes of a body) and each write of a streamed
-        request body; None waits as long as the upstream keeps the
-        connection, as held-open event streams need.
+        (headers or the next bytes of a body); None waits as long as the
+        upstream keeps the connection, as held-open event streams need.
     :param verify: verify the upstream's TLS certificate: True (certifi's CA
         bundle), a CA bundle file or directory, an ``ssl.SSLContext``, or
         False (see the warning in the module documentation).
@@ -155,51 +149,47 @@ class UpstreamProxy:
         max_keepalive_connections: int = 100,
         forwarded_headers: bool = True,
     ) -> None:
-        parts = urllib.parse.urlsplit(upstream)
-        scheme = parts.scheme.lower()
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if scheme not in ("http", "https") or not parts.hostname or port == -1:
+        _require_httpx()
+        import httpx
+
+        url = httpx.URL(upstream)
+        if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"the upstream must be an http:// or https:// URL, not {upstream!r}")
-        host = parts.hostname
-        default = 443 if scheme == "https" else 80
-        authority = f"[{host}]" if ":" in host else host
-        if port is not None and port != default:
-            authority += f":{port}"
-        self.upstream = upstream
-        self.origin = f"{scheme}://{authority}"
-        self.path = parts.path or "/"
+        self.upstream = url
+        self.origin = url.copy_with(raw_path=b"/", fragment=None)
+        self.path = url.path
         self.forwarded_headers = forwarded_headers
-        context = _ssl_context(verify, cert) if scheme == "https" else None
-        self._pool_options = _PoolOptions(
-            host=host,
-            port=port or default,
-            authority=authority.encode("idna" if not authority.isascii() else "ascii"),
-            ssl=context,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_connections=max_connections,
-            max_keepalive=max_keepalive_connections,
+        self._timeout = httpx.Timeout(connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_keepalive_connections
         )
-        self._pool: _Pool | None = None
+        self._verify = _ssl_context(verify, cert) if url.scheme == "https" else True
+        self._client: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------
-    # The connection pool
+    # The pooled client
     # ------------------------------------------------------------------
 
-    def pool(self) -> _Pool:
-        """The upstream connections, created on first use (or at lifespan startup)."""
-        if self._pool is None:
-            self._pool = _Pool(self._pool_options)
-        return self._pool
+    def client(self) -> httpx.AsyncClient:
+        """The pooled client, created on first use (or at lifespan startup)."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=self._limits,
+                verify=self._verify,
+                # A proxy relays redirects and cookies; it does not act on them.
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._client
 
     async def aclose(self) -> None:
-        """Close the pooled connections."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        """Close the pooled client's connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     # ------------------------------------------------------------------
     # ASGI
@@ -220,7 +210,7 @@ class UpstreamProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.pool()
+                self.client()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -228,84 +218,81 @@ class UpstreamProxy:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pool = self.pool()
+        import httpx
+
+        client = self.client()
         headers = self._request_headers(scope)
-        first = await receive()
-        while first["type"] == "http.request" and first.get("more_body", False) and not first.get("body"):
-            first = await receive()  # empty messages say nothing: a body that ends with them is empty
-        body = _Body(receive, first)
-        method: str = scope["method"]
-        target = self._target(scope)
-        # A body in one message goes as bytes, with its length: a GET gets no framing.
-        content: bytes | _Body = body if body.more else body.first
+        body = _Body(receive, await _first_message(receive))
+        # A body in one message goes as bytes: a GET gets no chunked framing.
+        content = body if body.more else body.first
+        request = client.build_request(scope["method"], self._url(scope), headers=headers, content=content)
         try:
-            response = await pool.request(method.encode("ascii"), target, headers, content)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.RemoteProtocolError as error:
+                # A pooled connection the upstream closed while idle fails
+                # before any answer (httpcore's "Server disconnected without
+                # sending a response"; a malformed answer is not retried).
+                # Sent again only when that is safe: an idempotent method
+                # whose body is known in full.
+                if "without sending a response" not in str(error) or scope["method"] not in _IDEMPOTENT or body.more:
+                    raise
+                request = client.build_request(scope["method"], self._url(scope), headers=headers, content=content)
+                response = await client.send(request, stream=True)
         except _ClientGone:
             return
-        except UpstreamError as error:
-            shown = self.origin + target.decode("latin-1")
-            logger.warning("mcp-plugin-mw proxy: %s %s failed upstream: %r", method, shown, error)
+        except httpx.HTTPError as error:
+            logger.warning("mcp-plugin-mw proxy: %s %s failed upstream: %r", scope["method"], request.url, error)
             await _reply(send, _failure(body, error))
+            return
+        if len(set(response.headers.get_list("content-length"))) > 1:
+            # Two lengths: the framing a client would pick is anyone's
+            # guess (a response-splitting vector), so nothing is relayed.
+            await response.aclose()
+            logger.warning("mcp-plugin-mw proxy: %s %s: conflicting Content-Length", scope["method"], request.url)
+            await _reply(send, _failure(body, httpx.RemoteProtocolError("conflicting Content-Length")))
             return
         try:
             await self._relay(response, body, receive, send)
         finally:
-            response.aclose()
+            await response.aclose()
 
-    async def _relay(self, response: _Response, body: _Body, receive: Receive, send: Send) -> None:
-        """Send the upstream's response as it arrives; stop when the client goes away.
-
-        The response is relayed in this task; a watcher reading ``receive``
-        cancels it when the client disconnects (one task per request, not two).
-        """
-        task = asyncio.current_task()
-        assert task is not None
+    async def _relay(self, response: httpx.Response, body: _Body, receive: Receive, send: Send) -> None:
+        """Send the upstream's response as it arrives; stop when the client goes away."""
+        relay = asyncio.ensure_future(self._stream(response, body, send))
         watch = asyncio.ensure_future(_disconnected(receive))
-        relaying, gone = True, False
-
-        def hang_up(watched: asyncio.Future[None]) -> None:
-            nonlocal gone
-            if relaying and not watched.cancelled() and watched.exception() is None:
-                gone = True
-                task.cancel()
-
-        watch.add_done_callback(hang_up)
         try:
-            await self._stream(response, body, send)
-        except asyncio.CancelledError:
-            # Ours (the client went away) is swallowed; anyone else's goes on.
-            if not gone or task.uncancel() > 0:
-                raise
+            await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            relaying = False
-            watch.cancel()
-            error = watch.exception() if watch.done() and not watch.cancelled() else None  # retrieved either way
-        if error is not None:
-            raise error  # the client's receive failed
+            for task in (relay, watch):
+                task.cancel()
+            for task in (relay, watch):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if relay.done() and not relay.cancelled():
+            relay.result()  # re-raise what is not the upstream's failure
 
-    async def _stream(self, response: _Response, body: _Body, send: Send) -> None:
-        headers = _response_headers(response.headers)
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    async def _stream(self, response: httpx.Response, body: _Body, send: Send) -> None:
+        import httpx
+
+        headers = _response_headers(response.headers.raw)
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         tracker = _Unanswered.of(response, body)
         try:
-            while True:
-                chunk = await response.read()
+            async for chunk in response.aiter_raw():
                 if tracker is not None:
                     tracker.feed(chunk)
-                if response.complete:
-                    # The last bytes end the response in the same message.
-                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
-                    return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except UpstreamError as error:
+        except httpx.HTTPError as error:
             # The status went out already: end the stream cleanly, with an
             # error for each request the stream will no longer answer.
             logger.warning("mcp-plugin-mw proxy: the upstream failed mid-response: %r", error)
             tail = tracker.errors() if tracker is not None else b""
             await send({"type": "http.response.body", "body": tail, "more_body": False})
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def _target(self, scope: Scope) -> bytes:
-        """The request target on the upstream: the path (and query) the client asked for."""
+    def _url(self, scope: Scope) -> httpx.URL:
         raw_path: bytes | None = scope.get("raw_path")
         path: str = scope["path"]
         root = scope.get("root_path", "")
@@ -315,49 +302,28 @@ class UpstreamProxy:
         if raw_path is None or urllib.parse.unquote(raw_path.decode("latin-1")) != path:
             # The middleware changed the path (or it was mounted): encode it again.
             raw_path = urllib.parse.quote(path, safe="/:@!$&'()*+,;=~").encode("ascii")
-        if not raw_path.startswith(b"/"):
-            raw_path = b"/" + raw_path
         query: bytes = scope.get("query_string", b"")
-        target = raw_path + b"?" + query if query else raw_path
-        if _UNSAFE_TARGET.search(target):
-            # Nothing a request line cannot hold (spaces, controls, non-ASCII) goes out raw.
-            target = _UNSAFE_TARGET.sub(lambda found: b"%%%02X" % found[0][0], target)
-        return target
+        url: httpx.URL = self.origin.copy_with(raw_path=raw_path + b"?" + query if query else raw_path)
+        return url
 
     def _request_headers(self, scope: Scope) -> RawHeaders:
-        """The client's headers less the hop-by-hop ones, with ``X-Forwarded-*`` appended to (one pass)."""
-        headers: RawHeaders = []
-        forwarded: dict[bytes, list[bytes]] | None = {} if self.forwarded_headers else None
-        host: bytes | None = None
-        tokens: set[bytes] = set()
-        for name, value in scope["headers"]:
-            name = name.lower()
-            if name in _HOP_BY_HOP:
-                if name == b"host" and host is None:
-                    host = value
-                elif name == b"connection":
-                    tokens.update(token.strip().lower() for token in value.split(b","))
-            elif name.startswith(b"proxy-"):
-                pass
-            elif forwarded is not None and name in _FORWARDED:
-                forwarded.setdefault(name, []).append(value)
-            else:
-                headers.append((name, value))
-        if tokens:
-            # The headers ``Connection`` names are hop-by-hop too (RFC 9110 §7.6.1).
-            headers = [(name, value) for name, value in headers if name not in tokens]
+        raw: RawHeaders = scope["headers"]
+        dropped = _connection_tokens(raw) | _HOP_BY_HOP
+        if self.forwarded_headers:
+            dropped |= set(_FORWARDED)
+        headers = [(name, value) for name, value in raw if name not in dropped and not name.startswith(b"proxy-")]
         headers.append((b"accept-encoding", b"identity"))
-        if forwarded is not None:
+        if self.forwarded_headers:
             client = scope.get("client")
-            added: tuple[bytes | None, ...] = (
+            host = next((value for name, value in raw if name == b"host"), None)
+            added: list[bytes | None] = [
                 client[0].encode("latin-1") if client else None,
                 scope.get("scheme", "http").encode("latin-1"),
                 host,
-            )
+            ]
             for name, value in zip(_FORWARDED, added, strict=True):
-                values = forwarded.get(name, [])
-                if value is not None:
-                    values.append(value)
+                earlier = [v for n, v in raw if n == name]
+                values = earlier + ([value] if value is not None else [])
                 if values:
                     headers.append((name, b", ".join(values)))
         return headers
@@ -432,455 +398,20 @@ def app_from_environ() -> PluginMiddleware:
 
 
 # ----------------------------------------------------------------------
-# The upstream client: HTTP/1.1 on pooled asyncio connections
-# ----------------------------------------------------------------------
-
-
-class UpstreamError(Exception):
-    """The upstream failed: unreachable, too slow, or not speaking HTTP/1.1 as it must."""
-
-
-class UpstreamConnectError(UpstreamError):
-    """No connection to the upstream (refused, unresolvable, or its TLS certificate not trusted)."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """The upstream did not connect, answer or take the body within its timeout."""
-
-
-class _Stale(Exception):
-    """A reused connection the upstream had closed: nothing of the request was written, or nothing read back."""
-
-    def __init__(self, written: bool, error: BaseException | None) -> None:
-        super().__init__("the upstream closed the connection before answering")
-        self.written = written
-        self.error = error
-
-
-_T = TypeVar("_T")
-_MAX_HEAD = 64 * 1024
-"""The largest response head (status line and headers) read from the upstream."""
-_READ = 64 * 1024
-_ONE_WRITE = 256 * 1024
-"""A body up to this size goes in the same write as the request head."""
-_KEEPALIVE_EXPIRY = 4.0
-"""Seconds an idle connection is kept: under the 5 s after which uvicorn, Node and most servers close theirs."""
-_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_BLOCK = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\r\n\x00]*\r\n)*")
-_UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff#]")
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [^\r\n]*)?")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-_NO_BODY_STATUS = frozenset({204, 304})
-_BODY_LENGTH, _BODY_CHUNKED, _BODY_CLOSE, _BODY_NONE = range(4)
-
-
-class _PoolOptions:
-    __slots__ = (
-        "authority",
-        "connect_timeout",
-        "host",
-        "max_connections",
-        "max_keepalive",
-        "port",
-        "read_timeout",
-        "ssl",
-    )
-
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        authority: bytes,
-        ssl: ssl.SSLContext | None,
-        connect_timeout: float,
-        read_timeout: float | None,
-        max_connections: int | None,
-        max_keepalive: int,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.authority = authority
-        self.ssl = ssl
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.max_connections = max_connections
-        self.max_keepalive = max_keepalive
-
-
-class _Connection:
-    """One keep-alive connection to the upstream."""
-
-    __slots__ = ("idle_since", "reader", "reused", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = 0.0
-        self.reused = False
-
-    def usable(self, now: float) -> bool:
-        """Still open at both ends, with nothing unasked for waiting in it, and not idle too long."""
-        return (
-            not self.writer.transport.is_closing()
-            and not self.reader.at_eof()
-            and self.reader.exception() is None
-            and now - self.idle_since < _KEEPALIVE_EXPIRY
-        )
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.transport.abort()
-
-
-class _Pool:
-    """Keep-alive HTTP/1.1 connections to one upstream origin.
-
-    Each request takes an idle connection (the most recently used) or opens
-    one; its response gives it back once read to its end, or closes it when
-    not. A request that finds a reused connection closed by the upstream
-    (its keep-alive timeout) is sent again on a new one when nothing of it
-    was written, or, for an idempotent method, nothing came back.
-    """
-
-    def __init__(self, options: _PoolOptions) -> None:
-        self.options = options
-        self.idle: list[_Connection] = []
-        self.slots = asyncio.Semaphore(options.max_connections) if options.max_connections else None
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def close(self) -> None:
-        idle, self.idle = self.idle, []
-        for connection in idle:
-            with contextlib.suppress(Exception):
-                connection.writer.close()
-
-    async def _timed(self, awaitable: Awaitable[_T], timeout: float | None, what: str) -> _T:
-        if timeout is None:
-            return await awaitable
-        try:
-            async with asyncio.timeout(timeout):
-                return await awaitable
-        except TimeoutError:
-            raise UpstreamTimeout(f"{what} took over {timeout:g} s") from None
-
-    # -- connections ---------------------------------------------------
-
-    async def _acquire(self) -> _Connection:
-        loop = asyncio.get_running_loop()
-        if self.loop is not loop:
-            # Connections belong to the loop that opened them.
-            self.idle, self.loop = [], loop
-        if self.slots is not None:
-            await self._timed(self.slots.acquire(), self.options.connect_timeout, "waiting for a free connection")
-        try:
-            now = time.monotonic()
-            while self.idle:
-                connection = self.idle.pop()
-                if connection.usable(now):
-                    connection.reused = True
-                    return connection
-                connection.abort()
-            return await self._connect()
-        except BaseException:
-            self._free()
-            raise
-
-    async def _connect(self) -> _Connection:
-        options = self.options
-        try:
-            reader, writer = await self._timed(
-                asyncio.open_connection(
-                    options.host,
-                    options.port,
-                    ssl=options.ssl,
-                    server_hostname=options.host if options.ssl is not None else None,
-                    limit=_MAX_HEAD,
-                ),
-                options.connect_timeout,
-                "connecting to the upstream",
-            )
-        except UpstreamError:
-            raise
-        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
-            raise UpstreamConnectError(f"cannot connect to {options.host}:{options.port}: {error}") from error
-        return _Connection(reader, writer)
-
-    def _free(self) -> None:
-        if self.slots is not None:
-            self.slots.release()
-
-    def release(self, connection: _Connection, reusable: bool) -> None:
-        """Give back a connection whose response ended (to the idle ones when ``reusable``)."""
-        if reusable and len(self.idle) < self.options.max_keepalive and self.loop is asyncio.get_running_loop():
-            connection.idle_since = time.monotonic()
-            self.idle.append(connection)
-        else:
-            connection.abort()
-        self._free()
-
-    # -- requests ------------------------------------------------------
-
-    async def request(self, method: bytes, target: bytes, headers: RawHeaders, body: bytes | _Body) -> _Response:
-        """Send one request; the response once its head has arrived (its body is read from it)."""
-        head = self._head(method, target, headers, body)
-        while True:
-            connection = await self._acquire()
-            try:
-                return await self._exchange(connection, method, head, body)
-            except _Stale as stale:
-                connection.abort()
-                self._free()
-                replayable = isinstance(body, bytes) and (not stale.written or method in _IDEMPOTENT)
-                if not (connection.reused and replayable):
-                    raise UpstreamError(str(stale)) from stale.error
-            except BaseException:
-                connection.abort()
-                self._free()
-                raise
-
-    def _head(self, method: bytes, target: bytes, headers: RawHeaders, body: bytes | _Body) -> bytes:
-        if isinstance(body, bytes):
-            # Known in full: its own length, whatever the client said.
-            headers = [(name, value) for name, value in headers if name != b"content-length"]
-            framing = b"content-length: %d\r\n" % len(body) if body else b""
-        elif any(name == b"content-length" for name, _ in headers):
-            framing = b""
-        else:
-            framing = b"transfer-encoding: chunked\r\n"
-        block = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
-        if _HEADER_BLOCK.fullmatch(block) is None:
-            raise UpstreamError("a request header has a name or value that HTTP/1.1 cannot carry")
-        if _TOKEN.fullmatch(method) is None:
-            raise UpstreamError(f"{method!r} is not an HTTP method")
-        return b"".join(
-            (
-                method,
-                b" ",
-                target,
-                b" HTTP/1.1\r\nhost: ",
-                self.options.authority,
-                b"\r\n",
-                block,
-                b"connection: keep-alive\r\n",
-                framing,
-                b"\r\n",
-            )
-        )
-
-    async def _exchange(self, connection: _Connection, method: bytes, head: bytes, body: bytes | _Body) -> _Response:
-        writer = connection.writer
-        timeout = self.options.read_timeout
-        try:
-            if isinstance(body, bytes):
-                if len(body) <= _ONE_WRITE:
-                    writer.write(head + body)
-                else:
-                    writer.writelines((head, body))
-                if writer.transport.is_closing() or writer.transport.get_write_buffer_size():
-                    # Not all written at once: wait for it (and see any error).
-                    await self._timed(writer.drain(), timeout, "sending the request")
-            else:
-                writer.write(head)
-                await self._send_stream(connection, head, body)
-        except (ConnectionError, BrokenPipeError) as error:
-            raise _Stale(written=False, error=error) from error
-        except OSError as error:
-            raise UpstreamError(f"sending the request failed: {error}") from error
-        return await _Response.start(self, connection, method)
-
-    async def _send_stream(self, connection: _Connection, head: bytes, body: _Body) -> None:
-        writer = connection.writer
-        timeout = self.options.read_timeout
-        declared = _declared_length(head)
-        sent = 0
-        async for chunk in body:
-            sent += len(chunk)
-            if declared is None:
-                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            elif sent > declared:
-                raise UpstreamError("the request body is longer than its Content-Length")
-            else:
-                writer.write(chunk)
-            await self._timed(writer.drain(), timeout, "sending the request body")
-        if declared is None:
-            writer.write(b"0\r\n\r\n")
-        elif sent != declared:
-            raise UpstreamError("the request body is shorter than its Content-Length")
-        await self._timed(writer.drain(), timeout, "sending the request body")
-
-
-def _declared_length(head: bytes) -> int | None:
-    found = re.search(rb"\r\ncontent-length: *([0-9]+) *\r\n", head)
-    return int(found.group(1)) if found else None
-
-
-class _Response:
-    """The upstream's response: status and headers read, the body read with :meth:`read`."""
-
-    __slots__ = ("complete", "connection", "headers", "keep_alive", "mode", "pool", "remaining", "status")
-
-    def __init__(self, pool: _Pool, connection: _Connection, status: int, headers: RawHeaders) -> None:
-        self.pool = pool
-        self.connection: _Connection | None = connection
-        self.status = status
-        self.headers = headers
-        self.keep_alive = True
-        self.mode = _BODY_CLOSE
-        self.remaining = 0
-        self.complete = False
-
-    @classmethod
-    async def start(cls, pool: _Pool, connection: _Connection, method: bytes) -> _Response:
-        reader = connection.reader
-        timeout = pool.options.read_timeout
-        while True:
-            try:
-                if timeout is None:
-                    block = await reader.readuntil(b"\r\n\r\n")
-                else:
-                    block = await pool._timed(reader.readuntil(b"\r\n\r\n"), timeout, "waiting for the response")
-            except asyncio.IncompleteReadError as error:
-                if not error.partial:
-                    raise _Stale(written=True, error=error) from error
-                raise UpstreamError("the upstream closed the connection in the response head") from error
-            except asyncio.LimitOverrunError:
-                raise UpstreamError(f"the response head exceeds {_MAX_HEAD} bytes") from None
-            except ConnectionError as error:
-                raise _Stale(written=True, error=error) from error
-            except OSError as error:
-                raise UpstreamError(f"reading the response failed: {error}") from error
-            lines = block[:-4].split(b"\r\n")
-            found = _STATUS_LINE.fullmatch(lines[0])
-            if found is None:
-                raise UpstreamError(f"not an HTTP/1.1 status line: {lines[0][:100]!r}")
-            status = int(found.group(2))
-            if 100 <= status < 200 and status != 101:
-                continue  # 100 Continue, 103 Early Hints: the answer follows
-            break
-        headers: RawHeaders = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or _TOKEN.fullmatch(name) is None:
-                raise UpstreamError(f"not an HTTP header line: {line[:100]!r}")
-            headers.append((name.lower(), value.strip(b" \t")))
-        response = cls(pool, connection, status, headers)
-        response._frame(method, http10=found.group(1) == b"0")
-        return response
-
-    def _frame(self, method: bytes, *, http10: bool) -> None:
-        """How the body ends (RFC 9112 §6.3), and whether the connection outlives it."""
-        lengths: list[bytes] = []
-        codings: list[bytes] = []
-        for name, value in self.headers:
-            if name == b"content-length":
-                lengths.append(value)
-            elif name == b"transfer-encoding":
-                codings += [coding.strip().lower() for coding in value.split(b",")]
-            elif name == b"connection" and b"close" in [token.strip().lower() for token in value.split(b",")]:
-                self.keep_alive = False
-        if http10 or self.status == 101:
-            self.keep_alive = False
-        if method == b"HEAD" or self.status in _NO_BODY_STATUS:
-            self.mode = _BODY_NONE
-        elif codings:
-            if codings[-1] == b"chunked":
-                self.mode = _BODY_CHUNKED
-            else:
-                self.mode, self.keep_alive = _BODY_CLOSE, False
-            if lengths:
-                self.keep_alive = False  # both: a smuggling attempt or a broken server
-        elif lengths:
-            values = {value for length in lengths for value in length.split(b",")}
-            stripped = {value.strip() for value in values}
-            if len(stripped) != 1 or not next(iter(stripped)).isdigit():
-                raise UpstreamError(f"an invalid Content-Length: {lengths!r}")
-            self.mode, self.remaining = _BODY_LENGTH, int(next(iter(stripped)))
-        else:
-            self.mode, self.keep_alive = _BODY_CLOSE, False
-        if self.mode == _BODY_NONE or (self.mode == _BODY_LENGTH and self.remaining == 0):
-            self._finish()
-
-    def _finish(self) -> None:
-        self.complete = True
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            self.pool.release(connection, self.keep_alive)
-
-    async def read(self) -> bytes:
-        """The next bytes of the body, as they arrive; sets :attr:`complete` with the last of them."""
-        if self.complete:
-            return b""
-        connection = self.connection
-        if connection is None:
-            raise UpstreamError("the response was closed")
-        try:
-            data = await self._read(connection.reader)
-        except UpstreamError:
-            self.aclose()
-            raise
-        except asyncio.IncompleteReadError as error:
-            self.aclose()
-            raise UpstreamError("the upstream closed the connection in the middle of the response") from error
-        except asyncio.LimitOverrunError:
-            self.aclose()
-            raise UpstreamError("a chunk header of the response is too long") from None
-        except (OSError, ValueError) as error:
-            self.aclose()
-            raise UpstreamError(f"reading the response failed: {error}") from error
-        return data
-
-    async def _read(self, reader: asyncio.StreamReader) -> bytes:
-        timed = self.pool._timed
-        timeout = self.pool.options.read_timeout
-        if self.mode == _BODY_LENGTH:
-            if timeout is None:
-                data = await reader.read(min(self.remaining, _READ))
-            else:
-                data = await timed(reader.read(min(self.remaining, _READ)), timeout, "reading the response")
-            if not data:
-                raise UpstreamError("the upstream closed the connection in the middle of the response")
-            self.remaining -= len(data)
-            if not self.remaining:
-                self._finish()
-            return data
-        if self.mode == _BODY_CLOSE:
-            data = await timed(reader.read(_READ), timeout, "reading the response")
-            if not data:
-                self._finish()
-            return data
-        # Chunked: each chunk is passed on as it comes (an event stream's events).
-        if not self.remaining:
-            line = await timed(reader.readuntil(b"\r\n"), timeout, "reading the response")
-            found = _CHUNK_SIZE.fullmatch(line[:-2])
-            if found is None:
-                raise UpstreamError(f"an invalid chunk header: {line[:100]!r}")
-            size = int(found.group(1), 16)
-            if size == 0:
-                while await timed(reader.readuntil(b"\r\n"), timeout, "reading the response") != b"\r\n":
-                    pass  # trailers: not relayed
-                self._finish()
-                return b""
-            self.remaining = size
-        data = await timed(reader.read(min(self.remaining, _READ)), timeout, "reading the response")
-        if not data:
-            raise UpstreamError("the upstream closed the connection in the middle of the response")
-        self.remaining -= len(data)
-        if not self.remaining and await timed(reader.readexactly(2), timeout, "reading the response") != b"\r\n":
-            raise UpstreamError("a chunk of the response does not end with CRLF")
-        return data
-
-    def aclose(self) -> None:
-        """Done with the response: a connection not read to its end is closed, not reused."""
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            self.pool.release(connection, reusable=False)
-
-
-# ----------------------------------------------------------------------
 # Request bodies
 # ----------------------------------------------------------------------
+
+
+async def _first_message(receive: Receive) -> Message:
+    """The first request message with bytes in it, or the last one.
+
+    Servers may open a body with empty messages: skipping them lets a body
+    that turns out to be empty or in one piece go without chunked framing.
+    """
+    message = await receive()
+    while message["type"] == "http.request" and not message.get("body") and message.get("more_body", False):
+        message = await receive()
+    return message
 
 
 class _Body:
@@ -955,9 +486,9 @@ class _Unanswered:
         self.broken = False
 
     @classmethod
-    def of(cls, response: _Response, body: _Body) -> _Unanswered | None:
-        content_type = next((value for name, value in response.headers if name == b"content-type"), b"")
-        if not content_type.lower().startswith(b"text/event-stream"):
+    def of(cls, response: httpx.Response, body: _Body) -> _Unanswered | None:
+        content_type = response.headers.get("content-type", "")
+        if not content_type.lower().startswith("text/event-stream"):
             return None
         ids = body.requests()
         return cls(ids) if ids else None
@@ -990,11 +521,13 @@ class _Unanswered:
 
 def _failure(body: _Body, error: Exception) -> tuple[int, RawHeaders, bytes]:
     """The answer when the upstream could not be reached or failed before its response started."""
-    timed_out = isinstance(error, UpstreamTimeout)
+    import httpx
+
+    timed_out = isinstance(error, httpx.TimeoutException)
     status = 504 if timed_out else 502
     if timed_out:
         detail = "the MCP server behind this proxy did not answer in time"
-    elif isinstance(error, UpstreamConnectError):
+    elif isinstance(error, httpx.ConnectError):
         detail = "the MCP server behind this proxy is unreachable"
     else:
         detail = "the MCP server behind this proxy failed"
@@ -1038,21 +571,29 @@ def _response_headers(raw: RawHeaders) -> RawHeaders:
 # ----------------------------------------------------------------------
 
 
-def _ssl_context(verify: Verify, cert: Cert) -> ssl.SSLContext:
-    """The TLS context the upstream connections are made with."""
+def _require_httpx() -> None:
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise RuntimeError("the proxy needs httpx: pip install 'mcp-plugin-mw[proxy]'") from None
+
+
+def _ssl_context(verify: Verify, cert: Cert) -> ssl.SSLContext | bool:
+    """What httpx is given to verify the upstream (httpx 0.28 deprecates paths and ``cert=``)."""
     if isinstance(verify, ssl.SSLContext):
         context = verify
     elif verify is False:
+        if cert is None:
+            return False
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     elif verify is True:
-        try:
-            import certifi
-        except ImportError:
-            context = ssl.create_default_context()
-        else:
-            context = ssl.create_default_context(cafile=certifi.where())
+        if cert is None:
+            return True
+        import certifi
+
+        context = ssl.create_default_context(cafile=certifi.where())
     else:
         path = os.fspath(verify)
         if os.path.isdir(path):
