@@ -15,7 +15,7 @@ rotating, at least 7 rounds, the median and min-max of per-round ratios):
 * ``sql_sanitizer`` on ``tool_pre_invoke`` with a clean ``SELECT`` of that
   size in ``query``, read as three dialects (the default) and as one
   (``dialect: postgres``), against cpex-sql-sanitizer (Rust) behind cpex's
-  manager;
+  manager (also as cpex's time over ours, per round);
 * ``cedar_policy`` on ``tool_pre_invoke`` with six policies and arguments
   of that size (they become the Cedar context);
 * ``prompt_injection`` and ``exfil_guard`` on ``tool_post_invoke``, a text
@@ -42,6 +42,7 @@ import asyncio
 import json
 import logging
 import random
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -236,6 +237,17 @@ async def measure(kilobytes: int, options: Any, directory: Path, have_cpex: bool
         runners["cpex sql_sanitizer"] = cpex_sql
     try:
         figures["sql_sanitizer"] = await run(f"sql_sanitizer, {label_of(kilobytes)} SELECT", runners, options)
+        if have_cpex:
+            # How many times faster than cpex's, per round (the runners alternate inside each round).
+            rows = figures["sql_sanitizer"]["runners"]
+            theirs_us = rows["cpex sql_sanitizer"]["rounds_us"]
+            for name in ("sql_sanitizer", "sql_sanitizer postgres"):
+                speedups = [cpex_us / us for cpex_us, us in zip(theirs_us, rows[name]["rounds_us"], strict=True)]
+                speedup = {"median": statistics.median(speedups), "min": min(speedups), "max": max(speedups)}
+                figures["sql_sanitizer"].setdefault("cpex_over", {})[name] = speedup
+                print(
+                    f"  cpex / {name}: {speedup['median']:.2f}x per round ({speedup['min']:.2f}-{speedup['max']:.2f}x)"
+                )
     finally:
         if theirs is not None:
             await theirs.shutdown()

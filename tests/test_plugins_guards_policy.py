@@ -503,6 +503,100 @@ def test_sql_sanitizer_fields_types_and_dialects() -> None:
     assert sql_sanitizer.statement_types("SELECT 1; INSERT INTO t VALUES (1)") == ["select", "insert"]
 
 
+# SQL the plain reading passes without sqlglot's parser: the parser passes it too.
+PLAIN_SQL = [
+    "SELECT * FROM users WHERE name = 'DROP TABLE users'",
+    "select id, name from users where status = 'active' and name in ('a', 'b''c', ';', '-- x', '/* y')",
+    "SELECT 1;",
+    "SELECT a FROM t ORDER BY a DESC LIMIT 10",
+    "SELECT CASE WHEN a > 1 THEN 'x' END AS c FROM t",
+    "SELECT a FROM b UNION SELECT c FROM d",
+    "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+    "SELECT count(*) FROM t WHERE id IN (SELECT id FROM u) AND n <> 2.5",
+    "SELECT N'x', E'y', U&'z', x'ff', 'caf\u00e9'",
+    "INSERT INTO logs (msg) VALUES ('DROP; TRUNCATE; -- ')",
+    "INSERT INTO t SELECT * FROM u",
+]
+
+# SQL the plain reading leaves to the parser.
+NOT_PLAIN_SQL = [
+    "SELECT 'a\\'; DROP TABLE users; -- '",  # a backslash: MySQL reads the string on
+    "SELECT 1; DROP TABLE users",  # two statements
+    "SELECT 1;;",
+    "SELECT 'open",  # a string left open
+    "SELECT 1 -- DROP TABLE t",  # comments
+    "SELECT 1 /* x */",
+    'SELECT "drop" FROM t',  # quoted names
+    "SELECT a FROM t # x",
+    "SELECT $$x$$",
+    "(SELECT 1)",  # not a statement keyword first
+    "SELEC * FRM users",
+    "DELETE FROM t WHERE id = 1",  # types it does not decide
+    "UPDATE t SET a = 1 WHERE id = 1",
+    "DROP TABLE t",
+    "SELECT * FROM t FOR UPDATE",  # statement words anywhere
+    "SELECT REPLACE(a, 'x', 'y') FROM t",
+    "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+    "INSERT INTO t VALUES (1) ON CONFLICT DO UPDATE SET a = 2",
+    "INSERT INTO t SELECT 1 INSERT INTO u SELECT 2",
+    "SELECT 1 WAITFOR DELAY '00:10'",  # a T-SQL batch needs no ";"
+    "SELECT a FROM t EXEC xp_cmdshell 'dir'",
+    "WITH x AS (SELECT 1) SHOW TABLES",  # a statement after a parenthesis
+    "SELECT * FROM (DESCRIBE t)",
+    "SELECT f(x) DESC",
+    "SELECT ((1)",  # unbalanced
+    "SELECT caf\u00e9 FROM t",  # not ASCII outside strings
+    "SELECT {x}",
+    "SELECT @v",
+    "",
+]
+
+
+@pytest.mark.parametrize("sql", PLAIN_SQL)
+def test_sql_sanitizer_plain_reading_agrees_with_the_parser(sql: str) -> None:
+    for config in ({}, {"dialect": "postgres"}, {"dialect": "mysql"}, {"allow": ["select", "insert"]}):
+        checker = make(SQLSanitizerPlugin, config)._checker
+        assert checker.plain(sql), (sql, config)
+        assert checker.parsed(sql) is None, (sql, config)
+        assert checker.check(sql) is None
+
+
+@pytest.mark.parametrize("sql", NOT_PLAIN_SQL)
+def test_sql_sanitizer_plain_reading_leaves_the_rest_to_the_parser(sql: str) -> None:
+    checker = make(SQLSanitizerPlugin, {})._checker
+    assert not checker.plain(sql)
+    assert checker.check(sql) == checker.parsed(sql)
+
+
+def test_sql_sanitizer_plain_reading_settings() -> None:
+    ctx = context()
+    query = "SELECT a FROM t WHERE b = 'x'"
+    # Types deny or allow refuse are parsed (and refused as before).
+    for config in ({"allow": ["insert"]}, {"deny": ["select"]}):
+        plugin = make(SQLSanitizerPlugin, config)
+        assert not plugin._checker.plain(query)
+        result = plugin.tool_pre_invoke(tool({"sql": query}), ctx)
+        assert result is not None
+        assert result.violation.details["statement"] == "select"
+    insert = "INSERT INTO t VALUES (1)"
+    assert not make(SQLSanitizerPlugin, {"deny": ["insert"]})._checker.plain(insert)
+    assert make(SQLSanitizerPlugin, {"deny": ["insert"]}).tool_pre_invoke(tool({"sql": insert}), ctx) is not None
+    # Dialects whose strings, comments or statements differ are always parsed.
+    for dialect in ("tsql", "bigquery", "snowflake", "oracle"):
+        assert not make(SQLSanitizerPlugin, {"dialect": dialect})._checker.plain(query), dialect
+    # The same SQL twice in one call is refused at its first place.
+    result = make(SQLSanitizerPlugin, {}).tool_pre_invoke(tool({"sql": ["DROP TABLE t", "DROP TABLE t"]}), ctx)
+    assert result is not None
+    assert result.violation.details["field"] == "sql[0]"
+
+
+def test_sql_sanitizer_parser_crash_fails_closed() -> None:
+    # sqlglot raises TypeError, not a ParseError, on this one: no reading, so a parse error.
+    result = make(SQLSanitizerPlugin, {}).tool_pre_invoke(tool({"sql": "INSERTINTOtexec?"}), context())
+    assert result is not None
+    assert result.violation.details["rule"] == "parse_error"
+
+
 @pytest.mark.parametrize(
     ("config", "field"),
     [
