@@ -336,14 +336,13 @@ def key_hint(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     if top_setting and key in PluginSettings.model_fields:
         # A setting written at the top, its plugin_settings: forgotten.
         return f" (did you mean 'plugin_settings.{key}'?)"
-    close = difflib.get_close_matches(key, fields, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
+    # At the top, a misspelt setting is as likely as a misspelt top key:
+    # the closest of both is the hint (plugin_timout: plugin_settings.plugin_timeout).
+    candidates = {field: field for field in fields}
     if top_setting:
-        close = difflib.get_close_matches(key, PluginSettings.model_fields, n=1)
-        if close:
-            return f" (did you mean 'plugin_settings.{close[0]}'?)"
-    return ""
+        candidates.update({field: f"plugin_settings.{field}" for field in PluginSettings.model_fields})
+    close = difflib.get_close_matches(key, candidates, n=1)
+    return f" (did you mean {candidates[close[0]]!r}?)" if close else ""
 
 
 def _fields_at(model: type[BaseModel], path: tuple[int | str, ...]) -> Collection[str] | None:
