@@ -571,6 +571,7 @@ def test_semantic_problems_come_with_the_plugins_problems():
     [
         ({"plugin_timeout": 1}, "plugin_timeout: unknown key (did you mean 'plugin_settings.plugin_timeout'?)"),
         ({"plugin_setings": {}}, "plugin_setings: unknown key (did you mean 'plugin_settings'?)"),
+        ({"plugin_timout": 1}, "plugin_timout: unknown key (did you mean 'plugin_settings.plugin_timeout'?)"),
         (
             {"plugin_settings": {"pending_calls": {"backend": "memory", "ttll": 1}}},
             "plugin_settings.pending_calls.ttll: unknown key (did you mean 'ttl'?)",
