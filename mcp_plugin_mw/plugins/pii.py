@@ -24,30 +24,48 @@ Built-in types, each switched by ``detect.<type>`` (all on by default):
     area 000, 666 and 900-999, group 00 and serial 0000 are not issued and
     not reported. Bare nine-digit runs are not reported.
 ``CREDIT_CARD``
-    13 to 19 digits, contiguous or in groups of four (Amex and Diners
-    4-6-5 and 4-6-4), separated by spaces or dashes used consistently,
-    starting with 2-6 (the card networks) and passing the Luhn check.
+    12 to 19 digits passing the Luhn check, contiguous or in the groups the
+    brands print (4-4-4-4 and 4-4-4-4-3, Amex 4-6-5 and 4-4-4-3, Diners
+    4-6-4, 13-digit Visa 4-4-4-1, Maestro 4-4-4), separators (space or dash)
+    used consistently, starting with 2-6 (the networks) or JCB's old 1800 and
+    Maestro's 0604; twelve digits only with a Maestro prefix.
 ``EMAIL``
     ``local@domain.tld``. Text that looks like one inside a URL's authority
     or path (``https://user@example.com/``, ``https://example.com/@bob.dev``)
     is part of the URL, not an address; a ``mailto:`` link and a URL's query
     string or fragment do carry addresses and are reported. Asset names such
-    as ``logo@2x.png`` (a file extension for a top-level domain) are not
-    addresses.
+    as ``logo@2x.png`` (a file extension for a top-level domain), scp-style
+    remotes (``user@host:path``) and ``git@host`` (the account git hosts log
+    in over ssh) are not addresses.
 ``PHONE``
-    North American numbers with separators (``(415) 555-2671``,
-    ``415-555-2671``, ``415.555.2671``, ``+1 415 555 2671``,
-    ``1-800-555-0199``), area code and exchange starting with 2-9; and
-    international numbers starting with ``+`` (``+44 20 7946 0958``,
-    ``+14155552671``) with 8 to 15 digits. Bare digit runs, seven-digit local
-    numbers and dates (``2024-01-15``, ``12/25/2024``) are not phones.
+    See :mod:`~mcp_plugin_mw.plugins._phones` for the lengths and prefixes
+    (libphonenumber's metadata). North American numbers with separators
+    (``(415) 555-2671``, ``415.555.2671``, ``+1 415 555 2671``,
+    ``1-800-555-0199``), the area code starting with 2-9, and an extension
+    (``x4451``, ``ext. 12``) is part of the number. International numbers
+    after ``+`` or the ``00`` prefix, with a ``(0)`` trunk prefix allowed
+    (``+44 (0)20 7946 0958``, ``0049 30 1234567``), whose country code and
+    length fit. National numbers of ``regions`` (written with a trunk ``0``,
+    or by Italy's and Spain's plans): nine digits or more, separated or not
+    (``(0117) 496 0133``, ``04 69 31 57 46``, ``04267970917``), shorter ones
+    only after a phone word. A run of digits with no separators is a phone
+    after a phone word (``Tel.``, ``phone``, ``téléphone``, ``móvil``,
+    ``Telefono``, ``mobiel``, ``msisdn``...) or when it is a whole number of
+    the plans (a NANP number with a 2-9 exchange, an Italian or Spanish
+    one), not when an id label comes before (``#``, ``order``, ``id``,
+    ``ref``, ``Bestellnummer``...). Dates (``2024-01-15``, ``05.03.2024``),
+    dotted quads and seven-digit local numbers are not phones.
 ``IP_ADDRESS``
     IPv4 in dotted quads with valid octets, and IPv6 as accepted by
     :mod:`ipaddress` with at least two non-empty groups and a decimal digit
-    (so ``std::vector`` and ``::1`` are not reported). A quad that is part of a
-    longer dotted run (``1.3.6.1.4.1``) or follows ``v``, ``version``,
-    ``ver``, ``build``, ``release``, ``rev``, ``firmware`` or ``kernel`` is a
-    version number, not an address.
+    (so ``std::vector`` is not reported). A quad that is part of a longer
+    dotted run (``1.3.6.1.4.1``), follows a version word (``v``,
+    ``version``, ``build``, ``release``, ``rev``, ``rv``, ``firmware``,
+    ``kernel``; ``AssemblyVersion("12.3.0.17")`` too), a comparison
+    (``foo==16.16.8.9``), a product token (``Chrome/120.0.6099.109``) or a
+    package name (``pkg@1.2.3.4``) is a version number. ``ip_skip`` names
+    the kinds of address not reported (default: loopback and unspecified,
+    which name no host: ``127.0.0.1``, ``0.0.0.0``, ``::1``).
 ``IBAN``
     Two letters, two check digits and up to 30 letters or digits, with or
     without a space every four, passing the ISO 7064 mod-97 check.
@@ -77,11 +95,14 @@ to the built-in types, which the detector below still finds; they are masked
 under Presidio's names (``[REDACTED:PERSON]``). See
 :mod:`~mcp_plugin_mw.plugins._presidio`.
 
-Speed: the digit-led types (all but e-mail) are found in one pass of one
-compiled alternation with a named group per type, each candidate then
-checked by its validator; e-mail addresses are found from their ``@`` and
-IPv6 addresses from two close colons, both cheap literal searches. A string
-with no digit and no ``@`` is skipped without scanning.
+Speed: the digit-led types (all but e-mail) are found from their lead
+characters (a digit, ``+`` or ``(``): in ASCII text a byte search skips to
+each, and only the alternatives that can start with it are tried (one
+compiled alternation per lead), each candidate then checked by its
+validator; other text takes one alternation of them all. E-mail addresses
+are found from their ``@`` and IPv6 addresses from two close colons, both
+cheap literal searches. A string with no digit and no ``@`` is skipped
+without scanning.
 """
 
 from __future__ import annotations
