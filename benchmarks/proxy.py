@@ -10,7 +10,9 @@ Two measurements, each side by side in one run:
    ``tool_pre_invoke`` and ``tool_post_invoke``), each on its own port;
    ``wrk`` drives them alternately, the order rotating each round. Printed:
    requests per second and p99 latency per round, and the median and min-max
-   of the per-round ratios proxy / direct.
+   of the per-round ratios proxy / direct; and the proxy process's CPU time
+   per request (user + system, from ``/proc``), steadier than the ratios on
+   a noisy machine.
 2. **stdio**: one JSON-RPC line written, its answer read, against a tiny
    Python stdio echo server (it answers each ``tools/call`` with its text),
    directly and through ``mcp-plugin-mw stdio`` with the same no-op plugin;
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -84,7 +87,7 @@ STDIO_REQUEST = json.dumps(
 
 
 @contextlib.contextmanager
-def child(command: list[str], port: int, log: Path, cwd: Path) -> Iterator[None]:
+def child(command: list[str], port: int, log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A server process listening on ``port``, stopped at the end."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
@@ -98,7 +101,7 @@ def child(command: list[str], port: int, log: Path, cwd: Path) -> Iterator[None]
             if time.monotonic() > deadline:
                 raise SystemExit(f"{command[:4]} did not listen within 30 s")
             time.sleep(0.1)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -109,10 +112,20 @@ def child(command: list[str], port: int, log: Path, cwd: Path) -> Iterator[None]
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_TICK = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
-def run_wrk(url: str, script: Path, seconds: float, connections: int, threads: int) -> tuple[float, float]:
-    """Requests per second and p99 latency in ms."""
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux's /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) * _TICK  # utime, stime
+
+
+def run_wrk(url: str, script: Path, seconds: float, connections: int, threads: int) -> tuple[float, float, int]:
+    """Requests per second, p99 latency in ms, and requests completed."""
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency"]
     command += ["-s", str(script), url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=False)
@@ -123,9 +136,10 @@ def run_wrk(url: str, script: Path, seconds: float, connections: int, threads: i
             raise SystemExit(f"wrk against {url}: {bad}\n{done.stdout}")
     rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", done.stdout, re.MULTILINE)
-    if rate is None or p99 is None:
-        raise SystemExit(f"no Requests/sec or 99% line in wrk's output:\n{done.stdout}")
-    return float(rate.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)]
+    count = re.search(r"^\s*(\d+) requests in", done.stdout, re.MULTILINE)
+    if rate is None or p99 is None or count is None:
+        raise SystemExit(f"no Requests/sec, 99% or requests line in wrk's output:\n{done.stdout}")
+    return float(rate.group(1)), float(p99.group(1)) * _UNITS[p99.group(2)], int(count.group(1))
 
 
 def http_rows(options: argparse.Namespace, plugins: Path, tmp: Path) -> dict[str, Any]:
@@ -133,6 +147,7 @@ def http_rows(options: argparse.Namespace, plugins: Path, tmp: Path) -> dict[str
     names = ["direct", "proxy"]
     rates: dict[str, list[float]] = {name: [] for name in names}
     p99s: dict[str, list[float]] = {name: [] for name in names}
+    cpu_us: list[float] = []  # the proxy process's CPU per request, per round
     with contextlib.ExitStack() as stack:
         script = tmp / "post.lua"
         script.write_text(LUA.format(body=lua_string(REQUEST_1K)))
@@ -141,7 +156,9 @@ def http_rows(options: argparse.Namespace, plugins: Path, tmp: Path) -> dict[str
         stack.enter_context(child(upstream, direct_port, tmp / "direct.log", tmp))
         direct = f"http://127.0.0.1:{direct_port}/mcp"
         proxy = [*WRAPPER, "proxy", "--upstream", direct, "--config", str(plugins), "--port", str(proxy_port)]
-        stack.enter_context(child([*proxy, "--log-level", "warning"], proxy_port, tmp / "proxy.log", tmp))
+        proxy_process = stack.enter_context(
+            child([*proxy, "--log-level", "warning"], proxy_port, tmp / "proxy.log", tmp)
+        )
         urls = {"direct": direct, "proxy": f"http://127.0.0.1:{proxy_port}/mcp"}
         for url in urls.values():
             check(url)
@@ -153,12 +170,17 @@ def http_rows(options: argparse.Namespace, plugins: Path, tmp: Path) -> dict[str
             run_wrk(urls[name], script, 1, options.connections, options.threads)
         for index in range(options.rounds):
             for name in names[index % 2 :] + names[: index % 2]:
-                rate, p99 = run_wrk(urls[name], script, seconds, options.connections, options.threads)
+                before = cpu_seconds(proxy_process.pid)
+                rate, p99, count = run_wrk(urls[name], script, seconds, options.connections, options.threads)
+                after = cpu_seconds(proxy_process.pid)
                 rates[name].append(rate)
                 p99s[name].append(p99)
+                if name == "proxy" and before is not None and after is not None and count:
+                    cpu_us.append((after - before) / count * 1e6)
+            cpu = f", proxy CPU {cpu_us[-1]:5.0f} us/req" if cpu_us else ""
             print(
                 f"  round {index + 1}: direct {rates['direct'][-1]:7.0f} req/s p99 {p99s['direct'][-1]:6.2f} ms,"
-                f" proxy {rates['proxy'][-1]:7.0f} req/s p99 {p99s['proxy'][-1]:6.2f} ms"
+                f" proxy {rates['proxy'][-1]:7.0f} req/s p99 {p99s['proxy'][-1]:6.2f} ms{cpu}"
             )
     rate_ratio = spread([p / d for p, d in zip(rates["proxy"], rates["direct"], strict=True)])
     p99_ratio = spread([p / d for p, d in zip(p99s["proxy"], p99s["direct"], strict=True)])
@@ -176,7 +198,12 @@ def http_rows(options: argparse.Namespace, plugins: Path, tmp: Path) -> dict[str
         f"ROW  uvicorn + wrk, proxy / direct, p99    {p99_ratio['median']:.3f}x"
         f" [{p99_ratio['min']:.3f}-{p99_ratio['max']:.3f}]"
     )
-    return {"rates": rates, "p99_ms": p99s, "rate_ratio": rate_ratio, "p99_ratio": p99_ratio}
+    figures: dict[str, Any] = {"rates": rates, "p99_ms": p99s, "rate_ratio": rate_ratio, "p99_ratio": p99_ratio}
+    if cpu_us:
+        cpu = spread(cpu_us)
+        print(f"ROW  proxy process CPU per request, us    {cpu['median']:.0f} [{cpu['min']:.0f}-{cpu['max']:.0f}]")
+        figures["proxy_cpu_us"] = cpu
+    return figures
 
 
 class _StdioPeer:

@@ -17,7 +17,7 @@ plugins.yaml --port 8000``.
 
 :func:`proxy_app` is :class:`~mcp_plugin_mw.asgi.PluginMiddleware` around
 :class:`UpstreamProxy`, a pure ASGI reverse proxy on one pooled
-``httpx.AsyncClient``. The middleware decides first (the body size limit, the
+``aiohttp.ClientSession``. The middleware decides first (the body size limit, the
 request hooks, a block), so every hook works as it does in front of an app;
 the proxy then:
 
@@ -31,6 +31,9 @@ the proxy then:
   ``Authorization``) included;
 * appends the client to ``X-Forwarded-For``, ``X-Forwarded-Proto`` and
   ``X-Forwarded-Host``;
+* refuses (502) a request whose target or headers no HTTP/1.1 request can
+  carry: a control character (CR and LF would add a header of the client's
+  own), a space in the target, header bytes that are not UTF-8;
 * asks for uncompressed responses (``Accept-Encoding: identity``): the
   plugins must read what they inspect, and the middleware refuses a
   compressed response it would have to inspect;
@@ -70,9 +73,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .asgi import PluginMiddleware
@@ -83,7 +87,8 @@ from .mapping.http import problem
 from .mapping.sse import SSEParser, encode_event
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
+    import yarl
 
 __all__ = ["UpstreamProxy", "app_from_environ", "proxy_app"]
 
@@ -97,7 +102,6 @@ Verify = bool | str | os.PathLike[str] | ssl.SSLContext
 Cert = str | os.PathLike[str] | tuple[str, str] | tuple[str, str, str] | None
 
 logger = logging.getLogger("mcp_plugin_mw.proxy")
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 # RFC 9110 §7.6.1: meaningful for one connection only. Host is set by the
 # client from the upstream URL; Content-Length is kept (the body is streamed
@@ -110,6 +114,22 @@ _FORWARDED = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host")
 _RETAIN_BYTES = 1024 * 1024
 """At most this much of a request body is kept to answer its JSON-RPC requests if the upstream fails."""
 _ENV_PREFIX = "MCP_PLUGIN_MW_PROXY_"
+_KEEPALIVE_EXPIRY = 5.0
+"""Seconds an idle upstream connection is kept for reuse."""
+# RFC 9110 §5.1 and §5.5: a field name is a token; a value holds no control
+# character but HTAB (CR and LF would start a header of the client's own).
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_FIELD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# RFC 9112 §3.2: a request target is visible ASCII (no space, no CR or LF).
+_BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
+
+
+class _BadResponse(Exception):
+    """The upstream's response cannot be relayed (conflicting Content-Length)."""
+
+
+class _BadRequest(Exception):
+    """The request carries a header or target no HTTP/1.1 request can carry."""
 
 
 class _ClientGone(Exception):
@@ -133,7 +153,9 @@ class UpstreamProxy:
         keyfile, password)``.
     :param max_connections: the most connections open to the upstream at
         once; None for no limit (each held-open event stream holds one).
-    :param max_keepalive_connections: idle connections kept for reuse.
+    :param max_keepalive_connections: accepted for compatibility and not
+        enforced: aiohttp keeps every idle connection (within
+        ``max_connections``) for reuse, and closes it after 5 s idle.
     :param forwarded_headers: append ``X-Forwarded-For/Proto/Host``.
     """
 
@@ -149,39 +171,48 @@ class UpstreamProxy:
         max_keepalive_connections: int = 100,
         forwarded_headers: bool = True,
     ) -> None:
-        _require_httpx()
-        import httpx
+        _require_aiohttp()
+        import aiohttp
 
-        url = httpx.URL(upstream)
-        if url.scheme not in ("http", "https") or not url.host:
+        parts = urllib.parse.urlsplit(upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"the upstream must be an http:// or https:// URL, not {upstream!r}")
-        self.upstream = url
-        self.origin = url.copy_with(raw_path=b"/", fragment=None)
-        self.path = url.path
+        self.upstream = upstream
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.path = urllib.parse.unquote(parts.path) or "/"
         self.forwarded_headers = forwarded_headers
-        self._timeout = httpx.Timeout(connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_keepalive_connections
+        # connect: waiting for a free connection (max_connections) and opening one.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
-        self._verify = _ssl_context(verify, cert) if url.scheme == "https" else True
-        self._client: httpx.AsyncClient | None = None
+        self._max_connections = max_connections
+        self._ssl = _ssl_context(verify, cert) if parts.scheme == "https" else True
+        self._client: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------
     # The pooled client
     # ------------------------------------------------------------------
 
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client, created on first use (or at lifespan startup)."""
+    def client(self) -> aiohttp.ClientSession:
+        """The pooled client, created on first use (or at lifespan startup), in the running event loop."""
         if self._client is None:
-            import httpx
+            import aiohttp
 
-            self._client = httpx.AsyncClient(
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections or 0,
+                limit_per_host=0,
+                ssl=self._ssl,
+                keepalive_timeout=_KEEPALIVE_EXPIRY,
+            )
+            self._client = aiohttp.ClientSession(
+                connector=connector,
                 timeout=self._timeout,
-                limits=self._limits,
-                verify=self._verify,
-                # A proxy relays redirects and cookies; it does not act on them.
-                follow_redirects=False,
+                # A proxy relays cookies and bodies as they are; it does not act on them.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
                 trust_env=False,
+                # No headers of aiohttp's own (User-Agent, Accept) but Host and the body's framing.
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             )
         return self._client
 
@@ -189,7 +220,7 @@ class UpstreamProxy:
         """Close the pooled client's connections."""
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            await client.close()
 
     # ------------------------------------------------------------------
     # ASGI
@@ -218,46 +249,47 @@ class UpstreamProxy:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        import httpx
+        import aiohttp
 
         client = self.client()
-        headers = self._request_headers(scope)
+        method: str = scope["method"]
+        url: yarl.URL | str = scope.get("path", "")
         body = _Body(receive, await _first_message(receive))
         # A body in one message goes as bytes: a GET gets no chunked framing.
-        content = body if body.more else body.first
-        request = client.build_request(scope["method"], self._url(scope), headers=headers, content=content)
+        content: _Body | bytes | None = body if body.more else body.first or None
         try:
-            try:
-                response = await client.send(request, stream=True)
-            except httpx.RemoteProtocolError as error:
-                # A pooled connection the upstream closed while idle fails
-                # before any answer (httpcore's "Server disconnected without
-                # sending a response"; a malformed answer is not retried).
-                # Sent again only when that is safe: an idempotent method
-                # whose body is known in full.
-                if "without sending a response" not in str(error) or scope["method"] not in _IDEMPOTENT or body.more:
-                    raise
-                request = client.build_request(scope["method"], self._url(scope), headers=headers, content=content)
-                response = await client.send(request, stream=True)
-        except _ClientGone:
-            return
-        except httpx.HTTPError as error:
-            logger.warning("mcp-plugin-mw proxy: %s %s failed upstream: %r", scope["method"], request.url, error)
+            url = self._url(scope)
+            headers = self._request_headers(scope)
+            # aiohttp sends a pooled request once more, on a new connection,
+            # when the upstream closed the connection before answering (an
+            # idle keep-alive connection it dropped) and that is safe: an
+            # idempotent method whose body has not been streamed yet. A
+            # malformed answer is not retried.
+            response = await client.request(method, url, headers=headers, data=content, allow_redirects=False)
+        except _BadRequest as error:
+            logger.warning("mcp-plugin-mw proxy: %s %s refused: %s", method, url, error)
             await _reply(send, _failure(body, error))
             return
-        if len(set(response.headers.get_list("content-length"))) > 1:
-            # Two lengths: the framing a client would pick is anyone's
-            # guess (a response-splitting vector), so nothing is relayed.
-            await response.aclose()
-            logger.warning("mcp-plugin-mw proxy: %s %s: conflicting Content-Length", scope["method"], request.url)
-            await _reply(send, _failure(body, httpx.RemoteProtocolError("conflicting Content-Length")))
+        except (TimeoutError, aiohttp.ClientError) as error:
+            if body.gone:
+                return  # aiohttp's wrapping of the _ClientGone the body raised: no one to answer
+            logger.warning("mcp-plugin-mw proxy: %s %s failed upstream: %r", method, url, error)
+            await _reply(send, _failure(body, error))
+            return
+        except _ClientGone:
             return
         try:
+            if len(set(response.headers.getall("content-length", ()))) > 1:
+                # Two lengths: the framing a client would pick is anyone's
+                # guess (a response-splitting vector), so nothing is relayed.
+                logger.warning("mcp-plugin-mw proxy: %s %s: conflicting Content-Length", method, url)
+                await _reply(send, _failure(body, _BadResponse("conflicting Content-Length")))
+                return
             await self._relay(response, body, receive, send)
         finally:
-            await response.aclose()
+            response.close()
 
-    async def _relay(self, response: httpx.Response, body: _Body, receive: Receive, send: Send) -> None:
+    async def _relay(self, response: aiohttp.ClientResponse, body: _Body, receive: Receive, send: Send) -> None:
         """Send the upstream's response as it arrives; stop when the client goes away."""
         relay = asyncio.ensure_future(self._stream(response, body, send))
         watch = asyncio.ensure_future(_disconnected(receive))
@@ -272,18 +304,18 @@ class UpstreamProxy:
         if relay.done() and not relay.cancelled():
             relay.result()  # re-raise what is not the upstream's failure
 
-    async def _stream(self, response: httpx.Response, body: _Body, send: Send) -> None:
-        import httpx
+    async def _stream(self, response: aiohttp.ClientResponse, body: _Body, send: Send) -> None:
+        import aiohttp
 
-        headers = _response_headers(response.headers.raw)
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        headers = _response_headers(response.raw_headers)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         tracker = _Unanswered.of(response, body)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.content.iter_any():
                 if tracker is not None:
                     tracker.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             # The status went out already: end the stream cleanly, with an
             # error for each request the stream will no longer answer.
             logger.warning("mcp-plugin-mw proxy: the upstream failed mid-response: %r", error)
@@ -292,7 +324,8 @@ class UpstreamProxy:
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def _url(self, scope: Scope) -> httpx.URL:
+    def _url(self, scope: Scope) -> yarl.URL:
+        """The upstream URL for the request; :class:`_BadRequest` for a target HTTP/1.1 cannot carry."""
         raw_path: bytes | None = scope.get("raw_path")
         path: str = scope["path"]
         root = scope.get("root_path", "")
@@ -302,11 +335,17 @@ class UpstreamProxy:
         if raw_path is None or urllib.parse.unquote(raw_path.decode("latin-1")) != path:
             # The middleware changed the path (or it was mounted): encode it again.
             raw_path = urllib.parse.quote(path, safe="/:@!$&'()*+,;=~").encode("ascii")
-        query: bytes = scope.get("query_string", b"")
-        url: httpx.URL = self.origin.copy_with(raw_path=raw_path + b"?" + query if query else raw_path)
-        return url
+        import yarl
 
-    def _request_headers(self, scope: Scope) -> RawHeaders:
+        query: bytes = scope.get("query_string", b"")
+        target = raw_path + b"?" + query if query else raw_path
+        if _BAD_TARGET.search(target):
+            raise _BadRequest(f"a request target no HTTP/1.1 request can carry: {target[:40]!r}")
+        # Sent as it came: encoded=True keeps yarl from normalising the path or query.
+        return yarl.URL(self.origin + target.decode("latin-1"), encoded=True)
+
+    def _request_headers(self, scope: Scope) -> list[tuple[str, str]]:
+        """The headers sent upstream; :class:`_BadRequest` for one no HTTP/1.1 request can carry."""
         raw: RawHeaders = scope["headers"]
         dropped = _connection_tokens(raw) | _HOP_BY_HOP
         if self.forwarded_headers:
@@ -326,7 +365,15 @@ class UpstreamProxy:
                 values = earlier + ([value] if value is not None else [])
                 if values:
                     headers.append((name, b", ".join(values)))
-        return headers
+        # The Connection header httpx sent; aiohttp sends none on HTTP/1.1.
+        headers.append((b"connection", b"keep-alive"))
+        try:
+            return [
+                (_checked(name, _FIELD_NAME.fullmatch), _checked(value, _BAD_FIELD_VALUE.search, bad=True))
+                for name, value in headers
+            ]
+        except ValueError as error:
+            raise _BadRequest(str(error)) from None
 
 
 def proxy_app(
@@ -486,7 +533,7 @@ class _Unanswered:
         self.broken = False
 
     @classmethod
-    def of(cls, response: httpx.Response, body: _Body) -> _Unanswered | None:
+    def of(cls, response: aiohttp.ClientResponse, body: _Body) -> _Unanswered | None:
         content_type = response.headers.get("content-type", "")
         if not content_type.lower().startswith("text/event-stream"):
             return None
@@ -521,13 +568,14 @@ class _Unanswered:
 
 def _failure(body: _Body, error: Exception) -> tuple[int, RawHeaders, bytes]:
     """The answer when the upstream could not be reached or failed before its response started."""
-    import httpx
+    import aiohttp
 
-    timed_out = isinstance(error, httpx.TimeoutException)
+    # ServerTimeoutError (a read) and ConnectionTimeoutError are TimeoutErrors too.
+    timed_out = isinstance(error, TimeoutError)
     status = 504 if timed_out else 502
     if timed_out:
         detail = "the MCP server behind this proxy did not answer in time"
-    elif isinstance(error, httpx.ConnectError):
+    elif isinstance(error, aiohttp.ClientConnectorError):
         detail = "the MCP server behind this proxy is unreachable"
     else:
         detail = "the MCP server behind this proxy failed"
@@ -560,7 +608,7 @@ def _connection_tokens(raw: RawHeaders) -> set[bytes]:
     return tokens
 
 
-def _response_headers(raw: RawHeaders) -> RawHeaders:
+def _response_headers(raw: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
     lowered = [(name.lower(), value) for name, value in raw]
     dropped = _connection_tokens(lowered) | _RESPONSE_HOP_BY_HOP
     return [(name, value) for name, value in lowered if name not in dropped and not name.startswith(b"proxy-")]
@@ -571,15 +619,23 @@ def _response_headers(raw: RawHeaders) -> RawHeaders:
 # ----------------------------------------------------------------------
 
 
-def _require_httpx() -> None:
+def _checked(field: bytes, test: Callable[[bytes], object], *, bad: bool = False) -> str:
+    """A header name or value as aiohttp takes it (str); ValueError when ``test`` finds it unfit."""
+    if bool(test(field)) == bad:
+        raise ValueError(f"a header no HTTP/1.1 request can carry: {field[:40]!r}")
+    # aiohttp writes headers as UTF-8: bytes that are not are refused.
+    return field.decode("utf-8")
+
+
+def _require_aiohttp() -> None:
     try:
-        import httpx  # noqa: F401
+        import aiohttp  # noqa: F401
     except ImportError:
-        raise RuntimeError("the proxy needs httpx: pip install 'mcp-plugin-mw[proxy]'") from None
+        raise RuntimeError("the proxy needs aiohttp: pip install 'mcp-plugin-mw[proxy]'") from None
 
 
 def _ssl_context(verify: Verify, cert: Cert) -> ssl.SSLContext | bool:
-    """What httpx is given to verify the upstream (httpx 0.28 deprecates paths and ``cert=``)."""
+    """What aiohttp's connector is given to verify the upstream: a context (certifi's CA bundle for True), or False."""
     if isinstance(verify, ssl.SSLContext):
         context = verify
     elif verify is False:
@@ -589,8 +645,6 @@ def _ssl_context(verify: Verify, cert: Cert) -> ssl.SSLContext | bool:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     elif verify is True:
-        if cert is None:
-            return True
         import certifi
 
         context = ssl.create_default_context(cafile=certifi.where())

@@ -110,6 +110,22 @@ def sdk_upstream(
         yield f"http://127.0.0.1:{port}/mcp", app
 
 
+@contextlib.asynccontextmanager
+async def asgi_client(
+    app: mw.PluginMiddleware, base_url: str = "http://proxy", client: tuple[str, int] = ("127.0.0.1", 123)
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the proxy app in this process; the proxy's upstream connections closed after.
+
+    (httpx's ASGITransport sends no lifespan events, which would close them.)
+    """
+    transport = httpx.ASGITransport(app=app, client=client)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=BOUND) as http:
+            yield http
+    finally:
+        await app.app.aclose()
+
+
 @contextlib.contextmanager
 def proxied(upstream: str, config: Any = GUARDS, **options: Any) -> Iterator[str]:
     app = mw.proxy_app(upstream, config=config, **options)
@@ -284,7 +300,7 @@ async def test_upstream_killed_mid_stream() -> None:
 async def test_unreachable_and_silent_upstreams() -> None:
     port = free_port()
     app = mw.proxy_app(f"http://127.0.0.1:{port}/mcp", config=GUARDS)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+    async with asgi_client(app) as http:
         batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"}, {"jsonrpc": "2.0", "id": "b", "method": "ping"}]
         answer = await http.post("/mcp", json=batch)
         assert answer.status_code == 502
@@ -298,7 +314,7 @@ async def test_unreachable_and_silent_upstreams() -> None:
     silent.listen()
     try:
         app = mw.proxy_app(f"http://127.0.0.1:{silent.getsockname()[1]}/mcp", config=GUARDS, read_timeout=0.3)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as http:
+        async with asgi_client(app) as http:
             answer = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 0, "method": "ping"})
         assert answer.status_code == 504
         assert answer.json()["id"] == 0
@@ -382,8 +398,7 @@ async def test_headers_and_paths() -> None:
     echo = Echo()
     with uvicorn_on(echo) as port:
         app = mw.proxy_app(f"http://127.0.0.1:{port}/mcp", config=GUARDS)
-        transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 5555))
-        async with httpx.AsyncClient(transport=transport, base_url="https://proxy.example") as http:
+        async with asgi_client(app, "https://proxy.example", ("10.0.0.7", 5555)) as http:
             answer = await http.post(
                 "/other/a%20b",
                 params={"q": "1"},
@@ -725,9 +740,8 @@ def ok(body: bytes = b'{"ok":true}', *extra: bytes) -> bytes:
     )
 
 
-def in_process(upstream: str, **options: Any) -> httpx.AsyncClient:
-    app = mw.proxy_app(upstream, config={"plugins": []}, **options)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy", timeout=BOUND)
+def in_process(upstream: str, **options: Any) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+    return asgi_client(mw.proxy_app(upstream, config={"plugins": []}, **options))
 
 
 async def test_keep_alive_one_write_and_content_length() -> None:
@@ -891,4 +905,84 @@ async def test_client_gone_closes_the_upstream_stream() -> None:
                     break
             # The client went away: the proxy closed its upstream connection.
             await asyncio.wait_for(raw.closed.wait(), BOUND)
+    assert raw.connections == 1
+
+
+def asgi_scope(method: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "headers": headers,
+    }
+
+
+async def test_header_bytes_and_client_gone_mid_body() -> None:
+    raw = RawUpstream(lambda index, head, body: ok())
+    async with raw as upstream:
+        proxy = UpstreamProxy(upstream)
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        def whole() -> Any:
+            """The body, then nothing until the proxy is done."""
+            messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+            async def receive() -> Any:
+                if messages:
+                    return messages.pop()
+                await asyncio.Event().wait()
+                return {"type": "http.disconnect"}
+
+            return receive
+
+        # UTF-8 goes as it came; bytes that are not UTF-8 are refused, not re-encoded.
+        await proxy(asgi_scope("GET", [(b"x-name", "café".encode())]), whole(), send)
+        assert sent[0]["status"] == 200
+        assert b"x-name: caf\xc3\xa9\r\n" in raw.requests[0][1]
+        sent.clear()
+        await proxy(asgi_scope("GET", [(b"x-name", b"caf\xe9")]), whole(), send)
+        assert sent[0]["status"] == 502
+        sent.clear()
+        # Nor a target with a space in it (a second request line in the making).
+        scope = asgi_scope("GET", [])
+        scope["path"] = scope["raw_path"] = b"/mcp HTTP/1.1\r\nx: y"
+        scope["path"] = scope["path"].decode()
+        await proxy(scope, whole(), send)
+        assert sent[0]["status"] == 502
+        assert len(raw.requests) == 1
+        sent.clear()
+        # The client goes away halfway through its body: nothing is answered,
+        # and the upstream never gets a whole request.
+        messages = [{"type": "http.request", "body": b'{"jsonrpc":', "more_body": True}]
+
+        async def half() -> Any:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        scope = asgi_scope("POST", [(b"content-type", b"application/json")])
+        await asyncio.wait_for(proxy(scope, half, send), BOUND)
+        assert sent == []
+        await proxy.aclose()
+    assert len(raw.requests) == 1
+
+
+async def test_waiting_for_a_connection_times_out() -> None:
+    event = b"event: message\r\ndata: {}\r\n\r\n"
+    stream = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    raw = RawUpstream(lambda index, head, body: stream + b"%x\r\n%b\r\n" % (len(event), event))
+    async with raw as upstream:
+        with proxied(upstream, config={"plugins": []}, max_connections=1, connect_timeout=0.3) as url:
+            async with httpx.AsyncClient(timeout=BOUND) as http, http.stream("GET", url) as held:
+                chunks = held.aiter_raw()  # kept: leaving an async for would close the stream
+                assert b"data: {}" in await chunks.__anext__()
+                # The one connection is held by the open stream: the next request waits connect_timeout, then 504.
+                started = time.monotonic()
+                answer = await http.post(url, json={"jsonrpc": "2.0", "id": 4, "method": "ping"})
+                assert answer.status_code == 504
+                assert answer.json()["id"] == 4
+                assert 0.25 < time.monotonic() - started < BOUND
     assert raw.connections == 1
