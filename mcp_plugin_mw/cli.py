@@ -594,7 +594,7 @@ def proxy(
 ) -> None:
     """Serve the MCP server at --upstream behind the plugins, at the same path."""
     try:
-        import httpx  # noqa: F401
+        import aiohttp  # noqa: F401
         import uvicorn
     except ImportError as exc:
         hint = "pip install 'mcp-plugin-mw[proxy]'"
