@@ -61,6 +61,9 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 # cpex logs every block; the encoded-exfiltration plugin blocks the benign text (see measure_text).
 logging.getLogger("cpex").setLevel(logging.CRITICAL)
 
+# The issue's bound for prompt_injection, per KB of text, for the whole invoke_sync call.
+INJECTION_TARGET_US_PER_KB = 50
+
 CEDAR_POLICIES = """
 @id("admins") permit(principal in Role::"admin", action, resource);
 @id("users-echo") permit(principal is User, action == Action::"tools/call", resource == Tool::"search");
@@ -436,6 +439,26 @@ def main() -> None:
                 print(
                     f"{name + ', ' + label:<40} {runner:<24} {us / kilobytes:10.1f} {(us - noop_us) / kilobytes:12.1f}"
                 )
+    injection = [(label, figures) for label, name, figures in per_kb if name == "prompt_injection"]
+    if injection:
+        print(
+            f"\nprompt_injection against the target of {INJECTION_TARGET_US_PER_KB} us per KB for the WHOLE call"
+            " through invoke_sync (manager included, not over the no-op); medians and min-max over the rounds"
+        )
+        columns = f"{'us/KB whole call':>17} {'min-max':>15} {'us/KB over noop':>16} {'min-max':>15}"
+        print(f"{'size':<8} {'us/call':>10} {columns}")
+        for label, figures in injection:
+            kilobytes = figures["kilobytes"]
+            rounds = figures["runners"]["prompt_injection"]["rounds_us"]
+            noop_rounds = figures["runners"]["noop"]["rounds_us"]
+            whole = [us / kilobytes for us in rounds]
+            added = [(us - base) / kilobytes for us, base in zip(rounds, noop_rounds, strict=True)]
+            median = statistics.median(whole)
+            verdict = "met" if median <= INJECTION_TARGET_US_PER_KB else "MISSED"
+            print(
+                f"{label:<8} {statistics.median(rounds):10.1f} {median:17.1f} {min(whole):7.1f}-{max(whole):<7.1f}"
+                f" {statistics.median(added):16.1f} {min(added):7.1f}-{max(added):<7.1f} {verdict}"
+            )
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=1))
 

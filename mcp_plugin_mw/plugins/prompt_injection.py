@@ -82,9 +82,15 @@ single letters separated by spaces or dots (``i g n o r e``) joined. One
 Aho-Corasick pass (ahocorasick-rs, extra ``fast``; a regular expression trie
 without it) finds trigger words, and each rule's phrase pattern is tried
 only at its triggers (see :class:`Probe`): the cost grows with the number
-of trigger words in the text, not with the number of rules. Base64 and hex are not decoded wholesale: the triggers
-include the encodings of the key words at each byte alignment, and only a
-blob holding one is decoded (at most ``max_blob_length`` characters and
+of trigger words in the text, not with the number of rules. The probes of
+one rule at one trigger (the six languages at "ignor") are one alternation,
+one regular expression call. The case-sensitive triggers (``SYSTEM:``,
+encoded key words) sit behind a gate: a search, with the SIMD prefilter
+of ahocorasick-rs, for a few short strings every one of them holds; text
+with none has none of those triggers, and is not searched for them.
+Base64 and hex are not decoded wholesale: the triggers include the
+encodings of the key words at each byte alignment, and only a blob holding
+one is decoded (at most ``max_blob_length`` characters and
 ``max_decoded_bytes`` bytes, ``max_depth`` layers deep).
 
 ``strip_hidden`` (on by default) removes tag characters (but for emoji flag
@@ -118,6 +124,11 @@ from ..models import HookType, PluginConfig, PluginResult, PluginViolation
 from ._base import Findings, TextFilterPlugin, counted, labels, transform_payload
 from ._config import Settings, parse_config
 from .deny_list import TermMatcher
+
+try:
+    import ahocorasick_rs  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - without the "fast" extra
+    ahocorasick_rs = None  # type: ignore[assignment, unused-ignore]
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -964,11 +975,23 @@ _EXFIL_INSTRUCTION = (
 _WORD = re.compile(r"[^\W_]+")
 
 
-def _exfil_verb_before(match: re.Match[str]) -> bool:
-    """Whether an exfiltration verb is among the five words before the sensitive thing."""
-    start = match.start()
-    words = _WORD.findall(match.string, max(0, start - 80), start)[-5:]
-    return any(word.startswith(verb) for word in words for verb in _EXFIL_VERB_WORDS)
+# ASCII letters and digits kept, every other byte a space: on ASCII text the
+# words of _WORD are then what bytes.split finds.
+_ASCII_WORD_BYTES = bytes(byte if chr(byte).isascii() and chr(byte).isalnum() else 32 for byte in range(256))
+_EXFIL_VERB_AT_WORD = re.compile(b" (?:" + b"|".join(re.escape(verb.encode()) for verb in _EXFIL_VERB_WORDS) + b")")
+
+
+def _exfil_verb_at(text: str, start: int) -> bool:
+    """Whether an exfiltration verb begins one of the five words before ``text[start]``."""
+    low = max(0, start - 80)
+    window = text[low:start]
+    if window.isascii():
+        # The same words as _WORD.findall, and one search for a verb after a
+        # space, instead of a regular expression call per word and a
+        # startswith per word.
+        words = window.encode("ascii").translate(_ASCII_WORD_BYTES).rsplit(None, 5)[-5:]
+        return _EXFIL_VERB_AT_WORD.search(b" " + b" ".join(words)) is not None
+    return any(word.startswith(_EXFIL_VERB_WORDS) for word in _WORD.findall(text, low, start)[-5:])
 
 
 _POLICY_EVASION = (
@@ -1030,19 +1053,27 @@ _B64ISH = re.compile(r"[a-z0-9+/_\-%]{24,}={0,2}")
 
 def _query_values(url: str) -> list[str]:
     query = url.partition("?")[2].partition("#")[0]
-    return [part.partition("=")[2] for part in query.split("&")] if query else []
+    if not query:
+        return []
+    if "&" not in query:
+        return [query.partition("=")[2]]
+    return [part.partition("=")[2] for part in query.split("&")]
 
 
 def _templated(url: str, *, sensitive_only: bool) -> bool:
     """Whether ``url`` (normalised, lower case) has a placeholder for a model to fill in."""
-    if "?" not in url and not any(char in url for char in "{$[<%"):
+    # Every alternative of _TEMPLATE starts with one of these characters.
+    has_template = "{" in url or "%" in url or "$" in url or "[" in url or "<" in url
+    if "?" not in url and not has_template:
         return False
-    rest = url.partition("//")[2].partition("/")[2]
-    for value in _query_values(url) + ([rest.partition("?")[0]] if rest else []):
-        template = _TEMPLATE.search(value)
-        if template is not None and (not sensitive_only or _SENSITIVE_IN_TEMPLATE.search(template.group())):
-            return True
-    return any(_PLACEHOLDER_WORD.fullmatch(value) for value in _query_values(url))
+    values = _query_values(url)
+    if has_template:
+        rest = url.partition("//")[2].partition("/")[2]
+        for value in values + ([rest.partition("?")[0]] if rest else []):
+            template = _TEMPLATE.search(value)
+            if template is not None and (not sensitive_only or _SENSITIVE_IN_TEMPLATE.search(template.group())):
+                return True
+    return any(map(_PLACEHOLDER_WORD.fullmatch, values))
 
 
 def _image_exfil(match: re.Match[str]) -> bool:
@@ -1073,7 +1104,9 @@ class Probe:
     characters long (cheap: most tries fail on the first word); otherwise it
     is searched for from ``back`` characters before the trigger to
     ``ahead`` after it. ``line_start``: only blanks, ``>``, ``*`` or ``#`` may
-    come before the trigger on its line. ``check`` vets a match.
+    come before the trigger on its line. ``check`` vets a match; ``before``,
+    given the text and the trigger's position, vets an anchored try before
+    the pattern runs (for a condition that needs no match).
     """
 
     triggers: tuple[str, ...]
@@ -1084,6 +1117,7 @@ class Probe:
     ahead: int = 300
     line_start: bool = False
     check: Callable[[re.Match[str]], bool] | None = None
+    before: Callable[[str, int], bool] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -1499,7 +1533,7 @@ RULES: tuple[Rule, ...] = (
             Probe(_READING_THIS, _MODEL_READING, anchored=False, back=60, ahead=8),
         ),
     ),
-    Rule("exfil_instruction", 0.6, (Probe(_SECRET_STARTS, _EXFIL_INSTRUCTION, ahead=200, check=_exfil_verb_before),)),
+    Rule("exfil_instruction", 0.6, (Probe(_SECRET_STARTS, _EXFIL_INSTRUCTION, ahead=200, before=_exfil_verb_at),)),
     Rule(
         "exfil_image_data",
         0.6,
@@ -1694,11 +1728,62 @@ Span = tuple[str, int, int]
 _Owner = tuple[Any, int, int]
 """Who asked for a trigger: ``(probe index or marker, offset in the found trigger, length)``."""
 
+_Try = tuple[
+    str,
+    int,
+    int,
+    "re.Pattern[str] | None",
+    "re.Pattern[str] | None",
+    bool,
+    int,
+    bool,
+    "Callable[[re.Match[str]], bool] | None",
+    "Callable[[str, int], bool] | None",
+    bool,
+    int,
+]
+"""One probe (or group of probes) to try at a trigger, unpacked for the scanner's loop: ``(rule,
+offset in the found trigger, length, pattern, loose pattern, anchored, ahead, line_start, check, before,
+shared, probe index)``."""
+
+# An automaton of at most this many patterns is searched with a SIMD
+# prefilter (the aho-corasick crate's Teddy), several times faster than a
+# DFA stepping through every byte: the gate in front of the raw triggers
+# has roots of three characters when that few cover them, else of four.
+_GATE_PATTERNS = 64
+
+
+def _gate_roots(terms: list[str], length: int) -> list[str]:
+    """A few short strings, each term holding one of them (a greedy set cover).
+
+    A piece of lower-case letters only would open the gate on ordinary
+    words: a term with nothing else is its own root.
+    """
+    left = set(terms)
+    roots: list[str] = []
+    while left:
+        counts: dict[str, int] = {}
+        for term in left:
+            pieces = {term[i : i + length] for i in range(len(term) - length + 1)} if len(term) > length else {term}
+            pieces = {piece for piece in pieces if not (piece.isalpha() and piece.islower())} or {term}
+            for piece in pieces:
+                counts[piece] = counts.get(piece, 0) + 1
+        best = max(counts, key=lambda piece: (counts[piece], piece))
+        roots.append(best)
+        left = {term for term in left if best not in term}
+    return roots
+
 
 class _Triggers:
-    """Trigger strings found in text, each mapped to the owners that asked for it."""
+    """Trigger strings found in text, each mapped to the owners that asked for it.
 
-    def __init__(self, terms: list[str], owners: list[Any], engine: str) -> None:
+    With ahocorasick-rs, ASCII text is searched as bytes by one automaton
+    call; with ``gate``, a search for a few short strings that every
+    trigger holds comes first, and text with none of them is done (the gate
+    misses only what holds no trigger, so the hits are the same).
+    """
+
+    def __init__(self, terms: list[str], owners: list[Any], engine: str, *, gate: bool = False) -> None:
         by_term: dict[str, list[Any]] = {}
         for term, owner in zip(terms, owners, strict=True):
             by_term.setdefault(term, []).append(owner)
@@ -1718,13 +1803,50 @@ class _Triggers:
         self.matcher = (
             TermMatcher(self.terms, whole_word=False, case_sensitive=True, engine=engine) if self.terms else None
         )
+        # What the scanner does at each term (set by Scanner._plan).
+        self.tries: list[tuple[_Try, ...]] = [() for _ in self.terms]
+        self.encoded: list[tuple[tuple[str, int, int], ...]] = [() for _ in self.terms]
+        self.spaced: list[bool] = [False for _ in self.terms]
+        self.any_encoded = False
+        # The terms are unique, so an automaton's pattern index is the term's.
+        self._bytes: Any = None
+        self._gates: list[Any] = []
+        if self.matcher is not None and self.matcher.engine == "ahocorasick":
+            self._bytes = self.matcher._automaton("bytes", overlapping=False)
+            roots: list[str] = []
+            for length in (3, 4) if gate else ():
+                roots = _gate_roots(self.terms, length)
+                if len(roots) <= _GATE_PATTERNS:
+                    break
+            # A root of one or two bytes keeps the prefilter off: those go in
+            # an automaton of their own (which finds them with memchr).
+            long_roots = [root.encode() for root in roots if len(root) >= 3]
+            short_roots = [root.encode() for root in roots if len(root) < 3]
+            if roots and len(long_roots) <= 2 * _GATE_PATTERNS and len(short_roots) <= 3:
+                groups = [
+                    long_roots[index : index + _GATE_PATTERNS] for index in range(0, len(long_roots), _GATE_PATTERNS)
+                ]
+                if short_roots:
+                    groups.append(short_roots)
+                leftmost = ahocorasick_rs.MatchKind.LeftmostLongest
+                self._gates = [ahocorasick_rs.BytesAhoCorasick(group, matchkind=leftmost) for group in groups]
 
-    def find(self, text: str) -> list[tuple[tuple[_Owner, ...], int]]:
-        """``(owners, start)`` for each trigger found."""
+    def find(self, text: str) -> list[tuple[int, int, int]]:
+        """``(term index, start, end)`` for each trigger found."""
+        automaton = self._bytes
+        if automaton is not None and text.isascii():
+            haystack = text.encode("ascii")
+            if self._gates:
+                for gate in self._gates:
+                    if gate.find_matches_as_indexes(haystack):
+                        break
+                else:
+                    return []
+            found: list[tuple[int, int, int]] = automaton.find_matches_as_indexes(haystack)
+            return found
         if self.matcher is None:
             return []
-        owners = self.owners
-        return [(owners[term], start) for term, start, _ in self.matcher.find(text)]
+        return self.matcher.find(text)
 
 
 class Scanner:
@@ -1783,7 +1905,112 @@ class Scanner:
                 raw_terms.append(trigger)
                 raw_owners.append("hex")
         self._norm = _Triggers(norm_terms, norm_owners, engine)
-        self._raw = _Triggers(raw_terms, raw_owners, engine)
+        # Raw triggers (case-sensitive role words, encoded key phrases) are
+        # rare in text: a gate in front of them pays off.
+        self._raw = _Triggers(raw_terms, raw_owners, engine, gate=True)
+        # The patterns several probes share (an image's), by probe index.
+        shared: dict[tuple[str | None, bool, int], list[int]] = {}
+        for index, (_, probe, _, _) in enumerate(self._probes):
+            if probe.pattern is not None and probe.anchored:
+                shared.setdefault((probe.pattern, probe.raw, probe.ahead), []).append(index)
+        self._shared = {index for group in shared.values() if len(group) > 1 for index in group}
+        self._groups: dict[tuple[int, ...], int] = {}
+        self._plan(self._norm)
+        self._plan(self._raw)
+
+    def _groupable(self, index: int) -> bool:
+        """Whether probe ``index`` is a plain anchored pattern, tried as one of a group."""
+        _, probe, _, _ = self._probes[index]
+        return (
+            probe.pattern is not None
+            and probe.anchored
+            and not probe.line_start
+            and probe.check is None
+            and probe.before is None
+            and index not in self._shared
+        )
+
+    def _plan(self, triggers: _Triggers) -> None:
+        """What to try at each term of ``triggers``.
+
+        Owners at one offset that are plain anchored probes of the same rule
+        with the same reach, one after the other (the six languages of
+        ``instruction_override`` at "ignor"), become one pattern, their
+        alternation in the same order: where the first of them matches the
+        alternation matches the same way, and the probes after it could add
+        nothing (a rule fires once at a position). One regular expression
+        call instead of six.
+        """
+        for term, owners in enumerate(triggers.owners):
+            runs: list[list[tuple[int, int, int]]] = []
+            encoded: list[tuple[str, int, int]] = []
+            for owner, offset, length in owners:
+                if type(owner) is not int:
+                    if owner == "spaced":
+                        triggers.spaced[term] = True
+                    elif owner in ("base64", "hex"):
+                        encoded.append((owner, offset, length))
+                    continue
+                if runs and self._joins(runs[-1][-1], owner, offset):
+                    runs[-1].append((owner, offset, length))
+                else:
+                    runs.append([(owner, offset, length)])
+            triggers.tries[term] = tuple(
+                self._try(
+                    run[0][0] if len(run) == 1 else self._group(tuple(index for index, _, _ in run)),
+                    run[0][1],
+                    run[0][2],
+                )
+                for run in runs
+            )
+            triggers.encoded[term] = tuple(encoded)
+            if encoded:
+                triggers.any_encoded = True
+
+    def _try(self, index: int, offset: int, length: int) -> _Try:
+        rule, probe, strict, loose = self._probes[index]
+        return (
+            rule,
+            offset,
+            length,
+            strict,
+            loose,
+            probe.anchored,
+            probe.ahead,
+            probe.line_start,
+            probe.check,
+            probe.before,
+            index in self._shared,
+            index,
+        )
+
+    def _joins(self, last: tuple[int, int, int], index: int, offset: int) -> bool:
+        """Whether probe ``index`` at ``offset`` can be tried in one pattern with ``last``."""
+        rule, probe, _, _ = self._probes[index]
+        last_rule, last_probe, _, _ = self._probes[last[0]]
+        return (
+            self._groupable(index)
+            and self._groupable(last[0])
+            and last[1] == offset
+            and last_rule == rule
+            and last_probe.ahead == probe.ahead
+            and last_probe.raw == probe.raw
+        )
+
+    def _group(self, indexes: tuple[int, ...]) -> int:
+        """The index of a probe standing for the alternation of the probes ``indexes`` (made once)."""
+        index = self._groups.get(indexes)
+        if index is None:
+            rule, first, _, _ = self._probes[indexes[0]]
+            members = [self._probes[member] for member in indexes]
+            strict = re.compile("|".join(f"(?:{member[2].pattern})" for member in members if member[2] is not None))
+            loose = re.compile("|".join(f"(?:{member[3].pattern})" for member in members if member[3] is not None))
+            pattern = "|".join(f"(?:{member[1].pattern})" for member in members)
+            probe = dataclasses.replace(first, triggers=(), pattern=pattern)
+            index = len(self._probes)
+            self._probes.append((rule, probe, strict, loose))
+            self._groups[indexes] = index
+        return index
 
     def scan(self, text: str, depth: int = 0, *, place: bool = True) -> list[Span]:
         """The rules that fire in ``text``.
@@ -1798,19 +2025,25 @@ class Scanner:
         ascii_text = text.isascii()
         if not ascii_text and has_hidden(text):
             self._unicode_rules(text, depth, spans)
-        norm = normalize(text)
-        norm_hits = self._norm.find(norm)
+        norm = text.lower() if ascii_text else normalize(text)
+        norm_triggers = self._norm
+        norm_hits = norm_triggers.find(norm)
         raw_hits = self._raw.find(text)
         if raw_hits:
-            self._probe(text, raw_hits, depth, spans)
+            self._probe(text, self._raw, raw_hits, depth, spans)
         if not norm_hits:
             return spans
-        spaced = any(owner[0] == "spaced" for owners, _ in norm_hits for owner in owners)
+        is_spaced = norm_triggers.spaced
+        spaced = False
+        for term, _, _ in norm_hits:
+            if is_spaced[term]:
+                spaced = True
+                break
         word_spans: list[Span] = []
-        self._probe(norm, norm_hits, depth, word_spans)
+        self._probe(norm, norm_triggers, norm_hits, depth, word_spans)
         if spaced:
             despaced, _ = _despace(norm, None)
-            self._probe(despaced, self._norm.find(despaced), depth, word_spans, loose=True)
+            self._probe(despaced, norm_triggers, norm_triggers.find(despaced), depth, word_spans, loose=True)
         if word_spans and place and (spaced or not ascii_text):
             # Offsets moved: redo the word rules on a mapped normalisation.
             word_spans = []
@@ -1819,7 +2052,7 @@ class Scanner:
                 mapped, moved = _despace(mapped, starts)
                 assert moved is not None
                 starts = moved
-            self._probe(mapped, self._norm.find(mapped), depth, word_spans, loose=spaced)
+            self._probe(mapped, norm_triggers, norm_triggers.find(mapped), depth, word_spans, loose=spaced)
             word_spans = [(rule, starts[start], starts[end - 1] + 1) for rule, start, end in word_spans if end > start]
         spans.extend(word_spans)
         return spans
@@ -1855,50 +2088,89 @@ class Scanner:
     def _probe(
         self,
         text: str,
-        hits: list[tuple[tuple[_Owner, ...], int]],
+        triggers: _Triggers,
+        hits: list[tuple[int, int, int]],
         depth: int,
         spans: list[Span],
         *,
         loose: bool = False,
     ) -> None:
-        """Try the probes whose triggers were found in ``text``, adding what fires to ``spans``."""
-        probes = self._probes
-        candidates: list[tuple[int, int, int]] = []
-        decoded: set[tuple[int, int]] = set()
-        for owners, start in hits:
-            for owner, offset, length in owners:
-                if type(owner) is int:
-                    candidates.append((owner, start + offset, length))
-                elif owner in ("base64", "hex"):
-                    self._encoded(text, owner, start + offset, start + offset + length, depth, decoded, spans)
+        """Try the probes whose triggers were found in ``text``, adding what fires to ``spans``.
+
+        Spans come in the order of the one-probe-at-a-time walk: encoded
+        blobs, then the anchored tries in trigger order, then the windows.
+        """
+        if triggers.any_encoded:
+            decoded: set[tuple[int, int]] = set()
+            encoded = triggers.encoded
+            for term, start, _ in hits:
+                for kind, offset, length in encoded[term]:
+                    self._encoded(text, kind, start + offset, start + offset + length, depth, decoded, spans)
+        tries = triggers.tries
         seen: set[tuple[str, int]] = set()
-        windows: dict[int, list[list[int]]] = {}
+        windows: dict[int, list[list[int]]] | None = None
+        matches: dict[tuple[int, int, int], re.Match[str] | None] | None = None
         size = len(text)
-        for index, position, length in candidates:
-            rule, probe, strict, relaxed = probes[index]
-            pattern = relaxed if loose else strict
-            if probe.line_start:
-                line = text.rfind("\n", 0, position) + 1
-                if text[line:position].strip(" \t>*#"):
+        for term, start, _ in hits:
+            for (
+                rule,
+                offset,
+                length,
+                strict,
+                relaxed,
+                anchored,
+                ahead,
+                line_start,
+                check,
+                before,
+                shared,
+                index,
+            ) in tries[term]:
+                position = start + offset
+                if line_start:
+                    line = text.rfind("\n", 0, position) + 1
+                    if text[line:position].strip(" \t>*#"):
+                        continue
+                pattern = relaxed if loose else strict
+                if pattern is None:
+                    if (rule, position) not in seen:
+                        seen.add((rule, position))
+                        spans.append((rule, position, position + length))
                     continue
-            if pattern is None:
-                if (rule, position) not in seen:
-                    seen.add((rule, position))
-                    spans.append((rule, position, position + length))
-                continue
-            if probe.anchored:
-                end = position + probe.ahead
-                match = pattern.match(text, position, end if end < size else size)
-                if match is not None and (rule, position) not in seen and (probe.check is None or probe.check(match)):
-                    seen.add((rule, position))
-                    spans.append((rule, match.start(), match.end()))
-                continue
-            low, high = max(0, position - probe.back), min(size, position + length + probe.ahead)
-            merged = windows.setdefault(index, [])
-            if merged and low <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], high)
-            else:
-                merged.append([low, high])
+                if anchored:
+                    # A rule fires once at a position: a try after one that fired is skipped.
+                    if (rule, position) in seen or (before is not None and not before(text, position)):
+                        continue
+                    end = position + ahead
+                    if end > size:
+                        end = size
+                    if shared:
+                        # Probes with the same pattern and reach (an image's two rules) match once.
+                        key = (id(pattern), position, end)
+                        if matches is None:
+                            matches = {}
+                        if key in matches:
+                            match = matches[key]
+                        else:
+                            match = matches[key] = pattern.match(text, position, end)
+                    else:
+                        match = pattern.match(text, position, end)
+                    if match is not None and (check is None or check(match)):
+                        seen.add((rule, position))
+                        spans.append((rule, position, match.end()))
+                    continue
+                probe = self._probes[index][1]
+                low, high = max(0, position - probe.back), min(size, position + length + ahead)
+                if windows is None:
+                    windows = {}
+                merged = windows.setdefault(index, [])
+                if merged and low <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], high)
+                else:
+                    merged.append([low, high])
+        if windows is None:
+            return
+        probes = self._probes
         for index, ranges in windows.items():
             rule, probe, strict, relaxed = probes[index]
             pattern = relaxed if loose else strict
@@ -2034,6 +2306,8 @@ class PromptInjectionPlugin(TextFilterPlugin):
         for spans in spans_by_text.values():
             for rule, _, _ in spans:
                 counted(found, rule)
+        if not found and not hidden:
+            return None
         score = scanner.score([(rule, 0, 0) for rule in found])
         detected = score >= self.threshold
         if detected and self.blocks:
