@@ -116,6 +116,7 @@ __all__ = [
     "map_prompt_result",
     "map_resource_result",
     "map_tool_result",
+    "printable_text",
     "transform_payload",
 ]
 
@@ -687,3 +688,25 @@ def counted(found: Findings, label: str, times: int = 1) -> None:
 def labels(found: Mapping[str, int]) -> list[str]:
     """The labels in ``found``, sorted, for violation details."""
     return sorted(found)
+
+
+_LINE_BREAKS = str.maketrans("\n\r\t", "   ")
+
+
+def printable_text(data: bytes) -> str | None:
+    """``data`` as text when it is UTF-8 and mostly printable, else None.
+
+    What decoded base64 or hex must be to be scanned as text (by
+    ``prompt_injection`` and ``exfil_guard``): an image or a digest is not.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text:
+        return None
+    # str.isprintable runs in C; the count is only for text with a few controls.
+    if text.isprintable() or text.translate(_LINE_BREAKS).isprintable():
+        return text
+    printable = sum(map(str.isprintable, text.translate(_LINE_BREAKS)))
+    return text if printable >= 0.9 * len(text) else None

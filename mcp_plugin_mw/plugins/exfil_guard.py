@@ -78,7 +78,7 @@ from urllib.parse import unquote_to_bytes
 from pydantic import Field, field_validator
 
 from ..models import PluginConfig, PluginContext, PluginResult, PluginViolation, ResourcePreFetchPayload
-from ._base import Findings, TextFilterPlugin, counted, labels
+from ._base import Findings, TextFilterPlugin, counted, labels, printable_text
 from ._config import Settings, parse_config
 from .pii import find_pii
 from .secrets import find_secrets
@@ -174,24 +174,6 @@ _MAGIC = (
 """File formats whose base64 is ordinary content, not a leak (images, media, documents, fonts, DER)."""
 
 
-_LINE_BREAKS = str.maketrans("\n\r\t", "   ")
-
-
-def _as_text(data: bytes) -> str | None:
-    """``data`` as text when it is UTF-8 and mostly printable, else None."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not text:
-        return None
-    # str.isprintable runs in C; the count is only for text with a few controls.
-    if text.isprintable() or text.translate(_LINE_BREAKS).isprintable():
-        return text
-    printable = sum(map(str.isprintable, text.translate(_LINE_BREAKS)))
-    return text if printable >= 0.9 * len(text) else None
-
-
 def _known_format(data: bytes) -> bool:
     return data.startswith(_MAGIC) or data[4:8] == b"ftyp"
 
@@ -233,7 +215,7 @@ def _base64_decodings(blob: str, limit: int) -> list[bytes]:
             continue
         if data:
             out.append(data)
-        if skip == 0 and _as_text(data) is not None:
+        if skip == 0 and printable_text(data) is not None:
             break
     return out
 
@@ -319,7 +301,7 @@ class Finder:
             inflated = _decompress(data, self.limit)
             if inflated is not None:
                 name, data = f"{name}+gzip", inflated
-            decoded = _as_text(data)
+            decoded = printable_text(data)
             if decoded is None:
                 continue
             readable = True

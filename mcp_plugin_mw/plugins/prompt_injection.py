@@ -121,7 +121,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ..models import HookType, PluginConfig, PluginResult, PluginViolation
-from ._base import Findings, TextFilterPlugin, counted, labels, transform_payload
+from ._base import Findings, TextFilterPlugin, counted, labels, printable_text, transform_payload
 from ._config import Settings, parse_config
 from .deny_list import TermMatcher
 
@@ -1669,24 +1669,6 @@ def _blob_around(text: str, start: int, end: int, alphabet: frozenset[str], limi
     return low, high
 
 
-_LINE_BREAKS = str.maketrans("\n\r\t", "   ")
-
-
-def _as_text(data: bytes) -> str | None:
-    """``data`` as text when it is UTF-8 and mostly printable, else None."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not text:
-        return None
-    # str.isprintable runs in C; the count is only for text with a few controls.
-    if text.isprintable() or text.translate(_LINE_BREAKS).isprintable():
-        return text
-    printable = sum(map(str.isprintable, text.translate(_LINE_BREAKS)))
-    return text if printable >= 0.9 * len(text) else None
-
-
 def decode_base64(blob: str, max_bytes: int) -> str | None:
     """The text a base64 or base64url blob holds (trying the four alignments), else None."""
     blob = blob.rstrip("=").translate(str.maketrans("-_", "+/"))
@@ -1698,7 +1680,7 @@ def decode_base64(blob: str, max_bytes: int) -> str | None:
             data = binascii.a2b_base64(part + "=" * (-len(part) % 4))
         except (binascii.Error, ValueError):
             continue
-        text = _as_text(data)
+        text = printable_text(data)
         if text is not None:
             return text
     return None
@@ -1710,7 +1692,7 @@ def decode_hex(blob: str, max_bytes: int) -> str | None:
         part = blob[skip:]
         part = part[: min(len(part) // 2 * 2, 2 * max_bytes)]
         try:
-            text = _as_text(bytes.fromhex(part))
+            text = printable_text(bytes.fromhex(part))
         except ValueError:
             continue
         if text is not None:
