@@ -405,3 +405,24 @@ def test_a_bad_plugins_yaml_stops_the_fastapi_example(tmp_path: Path) -> None:
     done = subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert "plugins[1].flow: Input should be 'request', 'response' or 'both'" in done.stderr
+
+
+def test_each_example_runs_from_a_venv_with_only_the_examples_extra(tmp_path: Path) -> None:
+    """A fresh virtualenv, ``pip install '.[examples]'``, and nothing else: every app imports, Django checks."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*install, f"{CONTRIB.parent}[examples]"], check=True, timeout=900)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    runs = [
+        (CONTRIB / "fastapi", ["-c", "import app; assert app.app"]),
+        (CONTRIB / "flask", ["-c", "import app; assert app.app"]),
+        (CONTRIB / "mcp_server", ["-c", "import server, client; assert server.app"]),
+        (CONTRIB / "django", ["manage.py", "check"]),
+    ]
+    for folder, arguments in runs:
+        done = subprocess.run(
+            [str(python), *arguments], cwd=folder, env=environment, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{folder.name}: {done.stdout}{done.stderr}"
