@@ -34,13 +34,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +51,13 @@ sys.path.append(str(HERE))
 
 from harness import MIN_ROUNDS, compare, spread  # noqa: E402
 from hot_path import REQUEST_1K  # noqa: E402
-from wrk import LUA, check, free_port, lua_string  # noqa: E402
+from wrk import (  # noqa: E402
+    LUA,
+    check,
+    child,
+    free_port,
+    lua_string,
+)
 
 WRAPPER = [sys.executable, "-c", "from mcp_plugin_mw.cli import main; main()"]
 ECHO_SERVER = """
@@ -84,31 +87,6 @@ UPSTREAM = (
 STDIO_REQUEST = json.dumps(
     {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x" * 200}}}
 ).encode()
-
-
-@contextlib.contextmanager
-def child(command: list[str], port: int, log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process listening on ``port``, stopped at the end."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"{command[:4]} exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{command[:4]} did not listen within 30 s")
-            time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

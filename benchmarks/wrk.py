@@ -61,36 +61,19 @@ def lua_string(data: bytes) -> str:
 
 
 @contextlib.contextmanager
-def server(target: str, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        target,
-        "--factory",
-        "--app-dir",
-        str(HERE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+def child(command: list[str], port: int, log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process listening on ``port``, stopped at the end."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=HERE)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise SystemExit(f"uvicorn {target} exited: {log.read_text()[-2000:]}")
+                raise SystemExit(f"{command[:4]} exited: {log.read_text()[-2000:]}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 break
             if time.monotonic() > deadline:
-                raise SystemExit(f"uvicorn {target} did not listen on port {port} within 30 s")
+                raise SystemExit(f"{command[:4]} did not listen within 30 s")
             time.sleep(0.1)
         yield process
     finally:
@@ -100,6 +83,16 @@ def server(target: str, port: int, log: Path) -> Iterator[subprocess.Popen[bytes
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def server(target: str, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """uvicorn serving the app factory ``target`` on ``port``."""
+    command = [sys.executable, "-m", "uvicorn", target, "--factory", "--app-dir", str(HERE)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
+    command += ["--log-level", "warning"]
+    with child(command, port, log, HERE) as process:
+        yield process
 
 
 def check(url: str) -> None:
