@@ -413,7 +413,14 @@ def test_each_example_runs_from_a_venv_with_only_the_examples_extra(tmp_path: Pa
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*install, f"{CONTRIB.parent}[examples]"], check=True, timeout=900)
+    # Built from a copy, so that the build leaves nothing in the checkout.
+    source = tmp_path / "source"
+    root = CONTRIB.parent
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+    shutil.copytree(root / "mcp_plugin_mw", source / "mcp_plugin_mw", ignore=ignore)
+    for name in ("setup.cfg", "setup.py", "pyproject.toml", "README.rst"):
+        shutil.copy2(root / name, source / name)
+    subprocess.run([*install, f"{source}[examples]"], check=True, timeout=900)
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     runs = [
         (CONTRIB / "fastapi", ["-c", "import app; assert app.app"]),
