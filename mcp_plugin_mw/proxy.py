@@ -153,9 +153,7 @@ class UpstreamProxy:
         keyfile, password)``.
     :param max_connections: the most connections open to the upstream at
         once; None for no limit (each held-open event stream holds one).
-    :param max_keepalive_connections: accepted for compatibility and not
-        enforced: aiohttp keeps every idle connection (within
-        ``max_connections``) for reuse, and closes it after 5 s idle.
+        Idle ones are kept for reuse and closed after 5 s idle.
     :param forwarded_headers: append ``X-Forwarded-For/Proto/Host``.
     """
 
@@ -168,7 +166,6 @@ class UpstreamProxy:
         verify: Verify = True,
         cert: Cert = None,
         max_connections: int | None = None,
-        max_keepalive_connections: int = 100,
         forwarded_headers: bool = True,
     ) -> None:
         _require_aiohttp()
@@ -386,7 +383,6 @@ def proxy_app(
     verify: Verify = True,
     cert: Cert = None,
     max_connections: int | None = None,
-    max_keepalive_connections: int = 100,
     forwarded_headers: bool = True,
     **settings: Any,
 ) -> PluginMiddleware:
@@ -411,7 +407,6 @@ def proxy_app(
         verify=verify,
         cert=cert,
         max_connections=max_connections,
-        max_keepalive_connections=max_keepalive_connections,
         forwarded_headers=forwarded_headers,
     )
     return PluginMiddleware(proxy, config, manager=manager, **settings)

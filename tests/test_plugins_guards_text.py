@@ -568,3 +568,12 @@ async def test_exfil_guard_blocks_before_the_tool_runs() -> None:
         assert error.data["details"]["types"] == ["AWS_ACCESS_KEY_ID"]
         assert AWS_KEY not in json.dumps(error.data) + error.message
         assert app.received == []
+
+
+def test_every_english_override_verb_has_its_trigger() -> None:
+    """The verbs of the override pattern run only where a trigger was found: none may lack one."""
+    from mcp_plugin_mw.plugins import prompt_injection
+
+    triggers = prompt_injection._EN_OVERRIDE_TRIGGERS
+    missing = [verb for verb in prompt_injection._EN_VERBS if not any(trigger in verb for trigger in triggers)]
+    assert not missing

@@ -348,7 +348,9 @@ def _alt(*words: str) -> str:
 
 _NOT_NEGATED = r"(?<!not\x20)(?<!never\x20)(?<!n't\x20)(?<!nt\x20)(?<!not\x20to\x20)(?<!never\x20to\x20)"
 
-_EN_VERB = _alt(
+# Each of these holds one of _EN_OVERRIDE_TRIGGERS (the automaton finds the
+# trigger, then this pattern runs): a verb added here needs its trigger there.
+_EN_VERBS = (
     "ignore",
     "ignoring",
     "disregard",
@@ -374,6 +376,7 @@ _EN_VERB = _alt(
     "stop following",
     "no longer follow",
 )
+_EN_VERB = _alt(*_EN_VERBS)
 _EN_QUAL = _alt(
     "previous",
     "previously given",
